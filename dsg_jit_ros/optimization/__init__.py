@@ -1,0 +1,1 @@
+"""Linearisation, linear solvers and nonlinear solvers (pure JAX)."""

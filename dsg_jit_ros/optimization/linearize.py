@@ -1,0 +1,129 @@
+"""Linearisation of a FactorGraph: per-factor residuals and tangent Jacobians.
+
+Each batch of factors (one type, one argument signature) is linearised with one
+``vmap`` of a forward-mode Jacobian with respect to the arguments' tangent steps,
+``d r(retract(x_a, d_a)) / d d_a`` at ``d = 0`` — the same retraction the solvers
+apply, so Jacobians and steps agree.  Robust kernels enter by iteratively
+reweighting: residual and Jacobian are scaled by ``sqrt(rho'(s))``.
+Nothing here forms a dense Jacobian of the whole state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dsg_jit_ros.slam.manifold import RETRACTIONS
+from dsg_jit_ros.world import robust
+from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args
+
+
+@dataclass(frozen=True)
+class BatchLinearization:
+    """Residuals (cap, d) and per-argument Jacobians [(cap, d, dim_a)] of one batch."""
+
+    r: jnp.ndarray
+    jacobians: tuple[jnp.ndarray, ...]
+
+
+jax.tree_util.register_dataclass(BatchLinearization, data_fields=["r", "jacobians"], meta_fields=[])
+
+
+def _batch_linearize(b: FactorBatch, blocks) -> tuple[BatchLinearization, jnp.ndarray]:
+    args = gather_args(b, blocks)
+    dims = [t.dim for t in b.arg_types]
+    splits = list(np.cumsum(dims)[:-1])
+
+    def one(xs, p, w):
+        def f(delta):
+            parts = jnp.split(delta, splits)
+            ys = [RETRACTIONS[t.manifold](x, d) for t, x, d in zip(b.arg_types, xs, parts)]
+            r = w @ b.spec(jnp.concatenate(ys), p, b.arg_types)
+            return r, r
+
+        zero = jnp.zeros(sum(dims), dtype=xs[0].dtype)
+        jac, r = jax.jacfwd(f, has_aux=True)(zero)
+        return r, jac
+
+    r, jac = jax.vmap(one)(args, b.params, b.sqrt_info)
+    mask = b.mask
+    r = jnp.where(mask[:, None], r, 0.0)
+    jac = jnp.where(mask[:, None, None], jac, 0.0)
+    s = jnp.sum(r * r, axis=-1)
+    cost = 0.5 * jnp.sum(jnp.where(mask, robust.rho(s, b.robust_kind, b.robust_scale), 0.0))
+    sw = jnp.sqrt(robust.weight(s, b.robust_kind, b.robust_scale))
+    r = r * sw[:, None]
+    jac = jac * sw[:, None, None]
+    jacs = tuple(jnp.split(jac, splits, axis=2))
+    return BatchLinearization(r, jacs), cost
+
+
+def linearize(graph: FactorGraph, x: jnp.ndarray):
+    """(list of BatchLinearization, total cost) of ``graph`` at flat state ``x``."""
+    blocks = graph.layout.split(x)
+    lins, cost = [], jnp.zeros((), dtype=x.dtype)
+    for b in graph.batches:
+        lin, c = _batch_linearize(b, blocks)
+        lins.append(lin)
+        cost = cost + c
+    return lins, cost
+
+
+def _zeros_blocks(graph: FactorGraph, x: jnp.ndarray, extra=()):
+    return [jnp.zeros((c, t.dim) + tuple(extra), dtype=x.dtype) for t, c in zip(graph.layout.types, graph.layout.capacities)]
+
+
+def gradient(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:
+    """Flat ``J^T r`` (the cost's gradient in tangent coordinates)."""
+    g = _zeros_blocks(graph, x)
+    for b, lin in zip(graph.batches, lins):
+        for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)):
+            g[p] = g[p].at[b.slots[:, a]].add(jnp.einsum("cdk,cd->ck", ja, lin.r))
+    return graph.layout.join(g)
+
+
+def hessian_diagonal_blocks(graph: FactorGraph, lins, x: jnp.ndarray):
+    """Per type (cap, dim, dim) diagonal blocks of ``J^T J``; unused slots get I."""
+    h = [jnp.zeros((c, t.dim, t.dim), dtype=x.dtype) for t, c in zip(graph.layout.types, graph.layout.capacities)]
+    for b, lin in zip(graph.batches, lins):
+        for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)):
+            h[p] = h[p].at[b.slots[:, a]].add(jnp.einsum("cdk,cdl->ckl", ja, ja))
+    out = []
+    for t, hb, m in zip(graph.layout.types, h, graph.var_masks):
+        eye = jnp.eye(t.dim, dtype=x.dtype)
+        out.append(jnp.where(m[:, None, None], hb, eye))
+    return out
+
+
+def hessian_matvec(graph: FactorGraph, lins, v: jnp.ndarray) -> jnp.ndarray:
+    """``J^T J v`` through the per-factor Jacobians (unused slots act as I)."""
+    vb = graph.layout.split(v)
+    out = [jnp.zeros_like(b) for b in vb]
+    for b, lin in zip(graph.batches, lins):
+        jv = sum(jnp.einsum("cdk,ck->cd", ja, vb[p][b.slots[:, a]]) for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)))
+        for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)):
+            out[p] = out[p].at[b.slots[:, a]].add(jnp.einsum("cdk,cd->ck", ja, jv))
+    out = [jnp.where(m[:, None], o, vv) for o, vv, m in zip(out, vb, graph.var_masks)]
+    return graph.layout.join(out)
+
+
+def dense_hessian(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:
+    """Dense (N, N) ``J^T J`` assembled by one scatter-add per batch; I on unused slots."""
+    n = graph.state_size
+    h = jnp.zeros((n, n), dtype=x.dtype)
+    offsets = graph.layout.offsets
+    for b, lin in zip(graph.batches, lins):
+        cols = []
+        for a, (p, t) in enumerate(zip(b.arg_positions, b.arg_types)):
+            cols.append(offsets[p] + b.slots[:, a, None] * t.dim + jnp.arange(t.dim))
+        idx = jnp.concatenate(cols, axis=1)  # (cap, D)
+        jac = jnp.concatenate(lin.jacobians, axis=2)  # (cap, d, D)
+        blocks = jnp.einsum("cdk,cdl->ckl", jac, jac)
+        h = h.at[idx[:, :, None], idx[:, None, :]].add(blocks)
+    unused = 1.0 - jnp.concatenate(
+        [jnp.repeat(m.astype(x.dtype), t.dim) for t, m in zip(graph.layout.types, graph.var_masks)]
+    ) if graph.layout.types else jnp.zeros(0)
+    return h + jnp.diag(unused)

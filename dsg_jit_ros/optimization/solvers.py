@@ -1,0 +1,208 @@
+"""Manifold Gauss-Newton, Levenberg-Marquardt and gradient descent.
+
+``gauss_newton_manifold`` and ``gradient_descent`` are the seed tutorials' API:
+fixed iteration counts (``lax.fori_loop``), so ``jax.grad`` differentiates
+through them (unrolled).  Given a ``GraphResidual`` (``wm.build_residual()``), GN
+uses the graph's per-factor Jacobians; any other callable gets a dense
+forward-mode Jacobian (fine for the small problems it is meant for).
+
+``levenberg_marquardt`` is the production solver: adaptive damping, convergence
+tests, dense or PCG linear solves, a ``lax.while_loop`` so it runs to
+convergence in one compiled call.  ``solve`` is its jitted, compile-counted entry.
+All costs follow GTSAM's convention ``0.5 * sum rho(|W e|^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from dsg_jit_ros.optimization import linear_solvers
+from dsg_jit_ros.optimization.compile_count import counted_jit
+from dsg_jit_ros.optimization.linearize import gradient, hessian_matvec, linearize
+from dsg_jit_ros.slam.manifold import retract_by_metadata, retract_state
+from dsg_jit_ros.world.graph import FactorGraph, graph_cost
+from dsg_jit_ros.world.model import GraphResidual
+
+
+@dataclass(frozen=True)
+class GNConfig:
+    """Fixed-iteration damped Gauss-Newton: (H + damping I) d = -g, |d| <= max_step_norm."""
+
+    max_iters: int = 10
+    damping: float = 1e-3
+    max_step_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class GDConfig:
+    """Fixed-iteration gradient descent on an objective."""
+
+    learning_rate: float = 1e-2
+    max_iters: int = 100
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Levenberg-Marquardt settings (Marquardt scaling D = max(diag H, min_diag)).
+
+    Stops when an accepted step lowers the cost by less than ``rel_tol * cost``,
+    when the cost falls below ``abs_tol``, when the step is below ``step_tol``
+    (relative to |x|), when damping exceeds ``lambda_max``, or at ``max_iters``
+    linear solves (accepted or not).
+    """
+
+    max_iters: int = 100
+    lambda_init: float = 1e-5
+    lambda_factor: float = 10.0
+    lambda_max: float = 1e12
+    rel_tol: float = 1e-10
+    abs_tol: float = 1e-14
+    step_tol: float = 1e-12
+    min_diag: float = 1e-6
+    linear_solver: str = "dense"
+    pcg_tol: float = 1e-10
+    pcg_max_iters: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
+            raise ValueError(f"linear_solver must be one of {linear_solvers.LINEAR_SOLVERS}")
+        if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
+            raise ValueError("need max_iters >= 1, lambda_factor > 1, lambda_init > 0")
+
+
+@dataclass(frozen=True)
+class LMResult:
+    """Outcome of one LM solve; ``iterations`` counts linear solves."""
+
+    x: jnp.ndarray
+    cost: jnp.ndarray
+    initial_cost: jnp.ndarray
+    iterations: jnp.ndarray
+    accepted: jnp.ndarray
+    converged: jnp.ndarray
+    lam: jnp.ndarray
+    linear_iterations: jnp.ndarray
+
+
+jax.tree_util.register_dataclass(
+    LMResult,
+    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations"],
+    meta_fields=[],
+)
+
+
+def _safe_norm(v: jnp.ndarray) -> jnp.ndarray:
+    return jnp.sqrt(jnp.sum(v * v) + 1e-30)
+
+
+def _clip(delta: jnp.ndarray, max_norm: float) -> jnp.ndarray:
+    return delta * jnp.minimum(1.0, max_norm / _safe_norm(delta))
+
+
+def _graph_gn_step(graph: FactorGraph, x, cfg: GNConfig):
+    lins, _ = linearize(graph, x)
+    g = gradient(graph, lins, x)
+    delta = linear_solvers.dense_solve(graph, lins, x, g, cfg.damping, 0.0, scaled=False)
+    return retract_state(graph.layout, x, _clip(delta, cfg.max_step_norm))
+
+
+def _dense_gn_step(residual_fn, x, block_slices, manifold_types, cfg: GNConfig):
+    def f(d):
+        return residual_fn(retract_by_metadata(x, d, block_slices, manifold_types))
+
+    zero = jnp.zeros_like(x)
+    jac = jax.jacfwd(f)(zero)
+    r = residual_fn(x)
+    h = jac.T @ jac + cfg.damping * jnp.eye(x.shape[0], dtype=x.dtype)
+    delta = jnp.linalg.solve(h, -(jac.T @ r))
+    return retract_by_metadata(x, _clip(delta, cfg.max_step_norm), block_slices, manifold_types)
+
+
+def gauss_newton_manifold(residual_fn: Callable, x0, block_slices, manifold_types, cfg: GNConfig):
+    """``cfg.max_iters`` damped GN steps on the manifold; differentiable (unrolled)."""
+    if isinstance(residual_fn, GraphResidual):
+        def step(_, x):
+            return _graph_gn_step(residual_fn.graph, x, cfg)
+    else:
+        def step(_, x):
+            return _dense_gn_step(residual_fn, x, block_slices, manifold_types, cfg)
+    return jax.lax.fori_loop(0, cfg.max_iters, step, x0)
+
+
+def gradient_descent(objective: Callable, x0, cfg: GDConfig):
+    """``cfg.max_iters`` steps ``x -= learning_rate * grad(objective)(x)``; differentiable."""
+    grad_fn = jax.grad(objective)
+    return jax.lax.fori_loop(0, cfg.max_iters, lambda _, x: x - cfg.learning_rate * grad_fn(x), x0)
+
+
+def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig()) -> LMResult:
+    """Run LM to convergence on ``graph`` from ``x0`` (jit-compatible; cfg static)."""
+    layout = graph.layout
+
+    def lin_at(x):
+        lins, cost = linearize(graph, x)
+        return lins, cost, gradient(graph, lins, x)
+
+    def solve_step(lins, x, g, lam):
+        if cfg.linear_solver == "dense":
+            step = linear_solvers.dense_solve(graph, lins, x, g, lam, cfg.min_diag)
+            return step, jnp.array(0)
+        return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters)
+
+    lins0, cost0, g0 = lin_at(x0)
+    dtype = x0.dtype
+    init = dict(
+        x=x0, lins=lins0, cost=cost0, g=g0,
+        lam=jnp.asarray(cfg.lambda_init, dtype), it=jnp.array(0), acc=jnp.array(0),
+        done=jnp.array(False), conv=jnp.array(False), lin_it=jnp.array(0),
+    )
+
+    def cond(s):
+        return (~s["done"]) & (s["it"] < cfg.max_iters)
+
+    def body(s):
+        x, lins, cost, g, lam = s["x"], s["lins"], s["cost"], s["g"], s["lam"]
+        delta, lin_it = solve_step(lins, x, g, lam)
+        x_new = retract_state(layout, x, delta)
+        cost_new = graph_cost(graph, x_new)
+        accept = jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(delta))
+        lins2, cost2, g2 = jax.lax.cond(accept, lambda: lin_at(x_new), lambda: (lins, cost, g))
+        x2 = jnp.where(accept, x_new, x)
+        small_step = _safe_norm(delta) <= cfg.step_tol * (_safe_norm(x) + cfg.step_tol)
+        rel = (cost - cost_new) <= cfg.rel_tol * cost
+        conv = accept & (rel | (cost2 <= cfg.abs_tol) | small_step)
+        lam2 = jnp.where(accept, jnp.maximum(lam / cfg.lambda_factor, 1e-20), lam * cfg.lambda_factor)
+        # A rejected, vanishing step at the optimum is convergence too.
+        conv = conv | (~accept & small_step)
+        done = conv | (lam2 > cfg.lambda_max)
+        return dict(
+            x=x2, lins=lins2, cost=cost2, g=g2, lam=lam2, it=s["it"] + 1,
+            acc=s["acc"] + accept.astype(jnp.int32), done=done, conv=conv,
+            lin_it=s["lin_it"] + lin_it,
+        )
+
+    s = jax.lax.while_loop(cond, body, init)
+    return LMResult(
+        x=s["x"], cost=s["cost"], initial_cost=cost0, iterations=s["it"], accepted=s["acc"],
+        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"],
+    )
+
+
+solve = counted_jit(levenberg_marquardt, name="levenberg_marquardt", static_argnames=("cfg",))
+
+
+def gauss_newton(graph: FactorGraph, x0: jnp.ndarray, cfg: GNConfig = GNConfig()) -> jnp.ndarray:
+    """Fixed-iteration GN on a graph (differentiable; for the implicit/unrolled paths)."""
+    return jax.lax.fori_loop(0, cfg.max_iters, lambda _, x: _graph_gn_step(graph, x, cfg), x0)
+
+
+def optimize(wm, cfg: LMConfig = LMConfig()) -> LMResult:
+    """Solve a WorldModel with the jitted LM and write the solution back into it."""
+    x0, _ = wm.pack_state()
+    result = solve(wm.fg, x0, cfg=cfg)
+    wm.update_from_state(result.x)
+    return result

@@ -1,0 +1,191 @@
+"""The factor graph as fixed-shape arrays: what every jitted function receives.
+
+``FactorGraph`` is a JAX pytree.  Its *static* part (variable types and their
+capacities, factor types, residual functions, residual dimensions) decides the
+compiled code; everything that changes as a graph is edited (which slots are
+used, variable indices, measurements, weights, kernels) is *data*.  So editing a
+graph within its capacities never recompiles and never reuses stale parameters.
+
+Weight convention (one for all factors): a factor's residual ``e`` is whitened as
+``r = W e`` with ``W`` its (d, d) square-root information (``weight * I`` for a
+scalar ``weight``, ``chol(information).T`` for an information matrix), and the
+factor adds ``0.5 * rho(|r|^2)`` to the cost (``rho(s) = s`` without a kernel).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from dsg_jit_ros.world import robust
+from dsg_jit_ros.world.variables import VariableType
+
+ResidualFn = Callable[..., jnp.ndarray]
+
+
+@dataclass(frozen=True)
+class FactorContext:
+    """What a residual function may ask about its factor: the argument types."""
+
+    arg_types: tuple[VariableType, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualSpec:
+    """A registered residual function ``fn(x_stacked, params[, ctx]) -> e``.
+
+    ``x_stacked`` is the concatenation of the factor's variable values, ``params``
+    a dict of this factor's parameter arrays (without the reserved weight keys).
+    """
+
+    f_type: str
+    fn: ResidualFn
+
+    @property
+    def takes_context(self) -> bool:
+        return len(inspect.signature(self.fn).parameters) >= 3
+
+    def __call__(self, x_stacked, params, arg_types):
+        if self.takes_context:
+            return self.fn(x_stacked, params, FactorContext(arg_types))
+        return self.fn(x_stacked, params)
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Where each variable type lives in the flat state: (type, capacity, offset)."""
+
+    types: tuple[VariableType, ...]
+    capacities: tuple[int, ...]
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        out, acc = [], 0
+        for t, c in zip(self.types, self.capacities):
+            out.append(acc)
+            acc += t.dim * c
+        return tuple(out)
+
+    @property
+    def size(self) -> int:
+        return sum(t.dim * c for t, c in zip(self.types, self.capacities))
+
+    def position(self, type_name: str) -> int:
+        for i, t in enumerate(self.types):
+            if t.name == type_name:
+                return i
+        raise KeyError(type_name)
+
+    def split(self, x: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+        """Flat state -> one (capacity, dim) array per variable type."""
+        return tuple(
+            x[o : o + t.dim * c].reshape(c, t.dim)
+            for t, c, o in zip(self.types, self.capacities, self.offsets)
+        )
+
+    def join(self, blocks) -> jnp.ndarray:
+        """Inverse of ``split``."""
+        if not blocks:
+            return jnp.zeros((0,))
+        return jnp.concatenate([b.reshape(-1) for b in blocks])
+
+
+@dataclass(frozen=True)
+class FactorBatch:
+    """All factors of one type and argument signature, padded to a capacity."""
+
+    slots: jnp.ndarray  # (cap, k) int32: slot of each argument in its type's block
+    params: dict[str, jnp.ndarray]  # name -> (cap, ...)
+    sqrt_info: jnp.ndarray  # (cap, d, d)
+    robust_kind: jnp.ndarray  # (cap,) int32, see world.robust
+    robust_scale: jnp.ndarray  # (cap,)
+    rank: jnp.ndarray  # (cap,) int32: index among factors of this f_type, -1 if unused
+    mask: jnp.ndarray  # (cap,) bool
+    spec: ResidualSpec  # static
+    arg_types: tuple[VariableType, ...]  # static
+    arg_positions: tuple[int, ...]  # static: layout position of each argument type
+    residual_dim: int  # static
+
+    @property
+    def f_type(self) -> str:
+        return self.spec.f_type
+
+    @property
+    def capacity(self) -> int:
+        return self.mask.shape[0]
+
+
+jax.tree_util.register_dataclass(
+    FactorBatch,
+    data_fields=["slots", "params", "sqrt_info", "robust_kind", "robust_scale", "rank", "mask"],
+    meta_fields=["spec", "arg_types", "arg_positions", "residual_dim"],
+)
+
+
+@dataclass(frozen=True)
+class FactorGraph:
+    """Variable slot masks + factor batches + the static state layout."""
+
+    batches: tuple[FactorBatch, ...]
+    var_masks: tuple[jnp.ndarray, ...]  # one (capacity,) bool per layout type
+    layout: StateLayout  # static
+
+    @property
+    def state_size(self) -> int:
+        return self.layout.size
+
+
+jax.tree_util.register_dataclass(
+    FactorGraph, data_fields=["batches", "var_masks"], meta_fields=["layout"]
+)
+
+
+def gather_args(batch: FactorBatch, blocks: tuple[jnp.ndarray, ...]) -> list[jnp.ndarray]:
+    """Values of each argument of every factor: list of (cap, dim_a) arrays."""
+    return [blocks[p][batch.slots[:, a]] for a, p in enumerate(batch.arg_positions)]
+
+
+def whitened_errors(
+    batch: FactorBatch, args: list[jnp.ndarray], params: dict[str, Any] | None = None
+) -> jnp.ndarray:
+    """Whitened residuals ``W e`` of every slot, (cap, d); zero in unused slots."""
+    params = batch.params if params is None else params
+
+    def one(xs, p, w):
+        return w @ batch.spec(jnp.concatenate(xs), p, batch.arg_types)
+
+    r = jax.vmap(one)(args, params, batch.sqrt_info)
+    return jnp.where(batch.mask[:, None], r, 0.0)
+
+
+def robust_residuals(batch: FactorBatch, r: jnp.ndarray) -> jnp.ndarray:
+    """Scale whitened residuals so that ``0.5 |r|^2`` equals ``0.5 rho``."""
+    s = jnp.sum(r * r, axis=-1)
+    return r * robust.residual_scale(s, batch.robust_kind, batch.robust_scale)[:, None]
+
+
+def graph_residual(graph: FactorGraph, x: jnp.ndarray, params_override=None) -> jnp.ndarray:
+    """Flat robust whitened residual of the whole graph (unused slots give zeros).
+
+    ``params_override`` optionally maps batch index -> params dict to use instead
+    of the stored parameters (how learned parameters are injected).
+    """
+    blocks = graph.layout.split(x)
+    parts = []
+    for i, b in enumerate(graph.batches):
+        p = None if params_override is None else params_override.get(i)
+        r = whitened_errors(b, gather_args(b, blocks), p)
+        parts.append(robust_residuals(b, r).reshape(-1))
+    if not parts:
+        return jnp.zeros((0,), dtype=x.dtype)
+    return jnp.concatenate(parts)
+
+
+def graph_cost(graph: FactorGraph, x: jnp.ndarray) -> jnp.ndarray:
+    """Total cost ``sum 0.5 rho(|W e|^2)`` (GTSAM's ``graph.error`` convention)."""
+    r = graph_residual(graph, x)
+    return 0.5 * jnp.dot(r, r)

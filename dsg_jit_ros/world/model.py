@@ -1,0 +1,418 @@
+"""WorldModel: the host-side, editable factor graph behind every solve.
+
+It keeps variables and factors in preallocated numpy slots (per variable type and
+per factor signature) and hands out a fixed-shape ``FactorGraph`` pytree
+(``wm.fg``) and a flat float64 state (``wm.pack_state()``).  With capacities
+given, adding or removing variables and factors changes only data, so jitted
+solvers compiled for one graph serve every later edit within capacity.
+Exceeding a capacity doubles it (logged), which does recompile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dsg_jit_ros.world import weights
+from dsg_jit_ros.world.graph import (
+    FactorBatch,
+    FactorGraph,
+    ResidualSpec,
+    StateLayout,
+    graph_residual,
+)
+from dsg_jit_ros.world.variables import BUILTIN_TYPES, VariableType
+
+log = logging.getLogger(__name__)
+
+_MIN_CAPACITY = 1
+
+
+@dataclass
+class _Var:
+    type_name: str
+    slot: int
+
+
+@dataclass
+class _Factor:
+    group: tuple
+    row: int
+    var_ids: tuple[int, ...]
+
+
+class _TypeSlots:
+    """Value slots of one variable type (host numpy)."""
+
+    def __init__(self, vtype: VariableType, capacity: int):
+        self.vtype = vtype
+        self.configured = capacity > 0
+        self.values = np.zeros((capacity, vtype.dim))
+        self.used = np.zeros(capacity, dtype=bool)
+
+    @property
+    def capacity(self) -> int:
+        return self.used.shape[0]
+
+    def take(self) -> int:
+        free = np.flatnonzero(~self.used)
+        if free.size == 0:
+            self._grow(max(2 * self.capacity, _MIN_CAPACITY))
+            free = np.flatnonzero(~self.used)
+        self.used[free[0]] = True
+        return int(free[0])
+
+    def _grow(self, capacity: int) -> None:
+        if self.configured:
+            log.warning(
+                "variable type %r: capacity %d exhausted, growing to %d (recompiles)",
+                self.vtype.name, self.capacity, capacity,
+            )
+        pad = capacity - self.capacity
+        self.values = np.concatenate([self.values, np.zeros((pad, self.vtype.dim))])
+        self.used = np.concatenate([self.used, np.zeros(pad, dtype=bool)])
+
+
+class _Group:
+    """Host arrays of one factor signature (f_type, argument types, param shapes)."""
+
+    def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity):
+        self.spec = spec
+        self.arg_types = tuple(arg_types)
+        self.param_shapes = dict(param_shapes)
+        self.residual_dim = residual_dim
+        self.slots = np.zeros((0, len(arg_types)), dtype=np.int32)
+        self.params = {k: np.zeros((0,) + s) for k, s in self.param_shapes.items()}
+        self.sqrt_info = np.zeros((0, residual_dim, residual_dim))
+        self.kind = np.zeros(0, dtype=np.int32)
+        self.scale = np.ones(0)
+        self.rank = np.full(0, -1, dtype=np.int32)
+        self.used = np.zeros(0, dtype=bool)
+        self.configured = capacity > 0
+        self._grow(capacity)
+
+    @property
+    def capacity(self) -> int:
+        return self.used.shape[0]
+
+    def _grow(self, capacity: int) -> None:
+        pad = capacity - self.capacity
+        k = len(self.arg_types)
+        self.slots = np.concatenate([self.slots, np.zeros((pad, k), dtype=np.int32)])
+        for name, shape in self.param_shapes.items():
+            self.params[name] = np.concatenate([self.params[name], np.zeros((pad,) + shape)])
+        d = self.residual_dim
+        self.sqrt_info = np.concatenate([self.sqrt_info, np.zeros((pad, d, d))])
+        self.kind = np.concatenate([self.kind, np.zeros(pad, dtype=np.int32)])
+        self.scale = np.concatenate([self.scale, np.ones(pad)])
+        self.rank = np.concatenate([self.rank, np.full(pad, -1, dtype=np.int32)])
+        self.used = np.concatenate([self.used, np.zeros(pad, dtype=bool)])
+
+    def take(self) -> int:
+        free = np.flatnonzero(~self.used)
+        if free.size == 0:
+            new = max(2 * self.capacity, _MIN_CAPACITY)
+            if self.configured:
+                log.warning(
+                    "factor type %r: capacity %d exhausted, growing to %d (recompiles)",
+                    self.spec.f_type, self.capacity, new,
+                )
+            self._grow(new)
+            free = np.flatnonzero(~self.used)
+        self.used[free[0]] = True
+        return int(free[0])
+
+    def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
+        return FactorBatch(
+            slots=jnp.asarray(self.slots),
+            params={k: jnp.asarray(v) for k, v in self.params.items()},
+            sqrt_info=jnp.asarray(self.sqrt_info),
+            robust_kind=jnp.asarray(self.kind),
+            robust_scale=jnp.asarray(self.scale),
+            rank=jnp.asarray(self.rank),
+            mask=jnp.asarray(self.used),
+            spec=self.spec,
+            arg_types=self.arg_types,
+            arg_positions=positions,
+            residual_dim=self.residual_dim,
+        )
+
+
+class WorldModel:
+    """Variables + factors + residual registry, packed into fixed-shape arrays.
+
+    ``var_capacity`` maps variable type -> number of slots; ``factor_capacity``
+    maps factor type -> slots per argument signature.  Unlisted types start with
+    exactly the room they need (and grow, which recompiles).
+    """
+
+    def __init__(
+        self,
+        var_capacity: Mapping[str, int] | None = None,
+        factor_capacity: Mapping[str, int] | None = None,
+    ):
+        self._types: dict[str, VariableType] = dict(BUILTIN_TYPES)
+        self._residuals: dict[str, ResidualSpec] = {}
+        self._var_capacity = dict(var_capacity or {})
+        self._factor_capacity = dict(factor_capacity or {})
+        self._slots: dict[str, _TypeSlots] = {}
+        self._vars: dict[int, _Var] = {}
+        self._factors: dict[int, _Factor] = {}
+        self._groups: dict[tuple, _Group] = {}
+        self._type_rank: dict[str, int] = {}
+        self._next_var = 0
+        self._next_factor = 0
+        self._graph: FactorGraph | None = None
+        for name, cap in self._var_capacity.items():
+            self._type_slots(name, cap)
+
+    # ---- registration -------------------------------------------------
+    def register_variable_type(self, name: str, dim: int, manifold: str = "euclidean") -> None:
+        """Add a variable type (``manifold``: "euclidean" or "se3")."""
+        vt = VariableType(name, dim, manifold)
+        if name in self._types and self._types[name] != vt:
+            raise ValueError(f"variable type {name!r} already registered as {self._types[name]}")
+        self._types[name] = vt
+
+    def register_residual(self, f_type: str, fn: Callable[..., jnp.ndarray]) -> None:
+        """Register ``fn(x_stacked, params[, ctx]) -> residual`` for factor type ``f_type``."""
+        if f_type in self._residuals and self._residuals[f_type].fn is not fn:
+            if any(g[0] == f_type for g in self._groups):
+                raise ValueError(f"factor type {f_type!r} has factors; cannot replace its residual")
+        self._residuals[f_type] = ResidualSpec(f_type, fn)
+
+    # ---- variables ----------------------------------------------------
+    def _type_slots(self, name: str, capacity: int | None = None) -> _TypeSlots:
+        if name not in self._types:
+            raise KeyError(f"unknown variable type {name!r}; known: {sorted(self._types)}")
+        if name not in self._slots:
+            cap = capacity if capacity is not None else self._var_capacity.get(name, 0)
+            self._slots[name] = _TypeSlots(self._types[name], cap)
+        return self._slots[name]
+
+    def add_variable(self, var_type: str, value) -> int:
+        """Add a variable; returns its id.  ``value`` has the type's dim (finite)."""
+        vt = self._types.get(var_type)
+        if vt is None:
+            raise KeyError(f"unknown variable type {var_type!r}; known: {sorted(self._types)}")
+        val = self._check_value(vt, value)
+        slots = self._type_slots(var_type)
+        slot = slots.take()
+        slots.values[slot] = val
+        vid = self._next_var
+        self._next_var += 1
+        self._vars[vid] = _Var(var_type, slot)
+        self._graph = None
+        return vid
+
+    @staticmethod
+    def _check_value(vt: VariableType, value) -> np.ndarray:
+        val = np.asarray(value, dtype=np.float64).reshape(-1)
+        if val.shape != (vt.dim,):
+            raise ValueError(f"{vt.name} value must have {vt.dim} entries, got shape {np.shape(value)}")
+        if not np.all(np.isfinite(val)):
+            raise ValueError(f"{vt.name} value must be finite, got {val}")
+        return val
+
+    def set_variable_value(self, var_id: int, value) -> None:
+        """Overwrite a variable's stored value."""
+        v = self._var(var_id)
+        slots = self._slots[v.type_name]
+        slots.values[v.slot] = self._check_value(slots.vtype, value)
+
+    def get_variable_value(self, var_id: int) -> np.ndarray:
+        v = self._var(var_id)
+        return self._slots[v.type_name].values[v.slot].copy()
+
+    def variable_type(self, var_id: int) -> str:
+        return self._var(var_id).type_name
+
+    def remove_variable(self, var_id: int) -> None:
+        """Free a variable's slot; it must have no factors left."""
+        v = self._var(var_id)
+        users = [fid for fid, f in self._factors.items() if var_id in f.var_ids]
+        if users:
+            raise ValueError(f"variable {var_id} still has factors {users[:5]}")
+        self._slots[v.type_name].used[v.slot] = False
+        del self._vars[var_id]
+        self._graph = None
+
+    def _var(self, var_id: int) -> _Var:
+        try:
+            return self._vars[int(var_id)]
+        except KeyError:
+            raise KeyError(f"unknown variable id {var_id}") from None
+
+    @property
+    def variable_ids(self) -> list[int]:
+        return list(self._vars)
+
+    # ---- factors ------------------------------------------------------
+    def add_factor(self, f_type: str, var_ids: Iterable[int], params: Mapping[str, Any]) -> int:
+        """Add a factor of a registered type on ``var_ids``; returns its id.
+
+        ``params`` holds the residual's arrays plus the reserved keys of
+        ``world.weights`` (weight / sigma / information / sqrt_info, robust).
+        """
+        spec = self._residuals.get(f_type)
+        if spec is None:
+            raise KeyError(f"no residual registered for factor type {f_type!r}")
+        var_ids = tuple(int(v) for v in var_ids)
+        records = [self._var(v) for v in var_ids]
+        arg_types = tuple(self._types[r.type_name] for r in records)
+        values = {k: np.asarray(v, dtype=np.float64) for k, v in params.items() if k not in weights.RESERVED_KEYS}
+        for k, v in values.items():
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"factor {f_type!r}: parameter {k!r} must be finite")
+        key = (f_type, tuple(t.name for t in arg_types), tuple(sorted((k, v.shape) for k, v in values.items())))
+        group = self._groups.get(key)
+        if group is None:
+            d = self._residual_dim(spec, arg_types, values)
+            cap = self._factor_capacity.get(f_type, 0)
+            group = _Group(spec, arg_types, {k: v.shape for k, v in values.items()}, d, cap)
+            self._groups[key] = group
+        sqrt_info = weights.whitening_matrix(params, group.residual_dim)
+        kind, scale = weights.kernel(params)
+        row = group.take()
+        group.slots[row] = [r.slot for r in records]
+        for k, v in values.items():
+            group.params[k][row] = v
+        group.sqrt_info[row] = sqrt_info
+        group.kind[row], group.scale[row] = kind, scale
+        group.rank[row] = self._type_rank.get(f_type, 0)
+        self._type_rank[f_type] = group.rank[row] + 1
+        fid = self._next_factor
+        self._next_factor += 1
+        self._factors[fid] = _Factor(key, row, var_ids)
+        self._graph = None
+        return fid
+
+    @staticmethod
+    def _residual_dim(spec: ResidualSpec, arg_types, values) -> int:
+        x = jax.ShapeDtypeStruct((sum(t.dim for t in arg_types),), jnp.float64)
+        p = {k: jax.ShapeDtypeStruct(v.shape, jnp.float64) for k, v in values.items()}
+        try:
+            out = jax.eval_shape(lambda xx, pp: spec(xx, pp, arg_types), x, p)
+        except Exception as exc:  # residual functions raise anything on bad shapes
+            names = [t.name for t in arg_types]
+            raise ValueError(f"factor {spec.f_type!r} on {names}: residual failed: {exc}") from exc
+        if len(out.shape) != 1:
+            raise ValueError(f"factor {spec.f_type!r}: residual must be a vector, got shape {out.shape}")
+        return int(out.shape[0])
+
+    def set_factor_params(self, factor_id: int, **params) -> None:
+        """Change a factor's parameters (and/or weight / kernel) in place."""
+        f = self._factor(factor_id)
+        g = self._groups[f.group]
+        for k, v in params.items():
+            if k in weights.RESERVED_KEYS:
+                continue
+            if k not in g.params:
+                raise KeyError(f"factor {factor_id} has no parameter {k!r}")
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.shape != g.param_shapes[k] or not np.all(np.isfinite(arr)):
+                raise ValueError(f"parameter {k!r} must be finite with shape {g.param_shapes[k]}")
+            g.params[k][f.row] = arr
+        if any(k in params for k in weights.WEIGHT_KEYS):
+            g.sqrt_info[f.row] = weights.whitening_matrix(params, g.residual_dim)
+        if "robust" in params:
+            g.kind[f.row], g.scale[f.row] = weights.kernel(params)
+        self._graph = None
+
+    def remove_factor(self, factor_id: int) -> None:
+        """Free a factor's slot (masked out of every later solve)."""
+        f = self._factor(factor_id)
+        self._groups[f.group].used[f.row] = False
+        del self._factors[factor_id]
+        self._graph = None
+
+    def _factor(self, factor_id: int) -> _Factor:
+        try:
+            return self._factors[int(factor_id)]
+        except KeyError:
+            raise KeyError(f"unknown factor id {factor_id}") from None
+
+    def factor_ids(self, f_type: str | None = None) -> list[int]:
+        return [fid for fid, f in self._factors.items() if f_type is None or f.group[0] == f_type]
+
+    def factor_var_ids(self, factor_id: int) -> tuple[int, ...]:
+        return self._factor(factor_id).var_ids
+
+    @property
+    def num_factors(self) -> int:
+        return len(self._factors)
+
+    # ---- packing ------------------------------------------------------
+    @property
+    def layout(self) -> StateLayout:
+        names = list(self._slots)
+        return StateLayout(
+            types=tuple(self._types[n] for n in names),
+            capacities=tuple(self._slots[n].capacity for n in names),
+        )
+
+    @property
+    def fg(self) -> FactorGraph:
+        """The fixed-shape factor graph (rebuilt after edits, cached otherwise)."""
+        if self._graph is None:
+            layout = self.layout
+            names = [t.name for t in layout.types]
+            batches = tuple(
+                g.to_batch(tuple(names.index(t.name) for t in g.arg_types))
+                for g in self._groups.values()
+            )
+            masks = tuple(jnp.asarray(self._slots[n].used) for n in names)
+            self._graph = FactorGraph(batches=batches, var_masks=masks, layout=layout)
+        return self._graph
+
+    def pack_state(self) -> tuple[jnp.ndarray, dict[int, tuple[int, int]]]:
+        """Flat float64 state and ``index``: var id -> (start, stop) in it."""
+        layout = self.layout
+        x = np.concatenate([self._slots[t.name].values.reshape(-1) for t in layout.types]) if layout.types else np.zeros(0)
+        return jnp.asarray(x, dtype=jnp.float64), self.state_index()
+
+    def state_index(self) -> dict[int, tuple[int, int]]:
+        layout = self.layout
+        offsets = {t.name: o for t, o in zip(layout.types, layout.offsets)}
+        index = {}
+        for vid, v in self._vars.items():
+            dim = self._types[v.type_name].dim
+            start = offsets[v.type_name] + v.slot * dim
+            index[vid] = (start, start + dim)
+        return index
+
+    def unpack_state(self, x) -> dict[int, jnp.ndarray]:
+        """Var id -> value (a slice of the flat state ``x``)."""
+        return {vid: x[a:b] for vid, (a, b) in self.state_index().items()}
+
+    def update_from_state(self, x) -> None:
+        """Write a solved flat state back into the stored variable values."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.layout.size,):
+            raise ValueError(f"state must have shape ({self.layout.size},), got {x.shape}")
+        for vid, (a, b) in self.state_index().items():
+            v = self._vars[vid]
+            self._slots[v.type_name].values[v.slot] = x[a:b]
+
+    def build_residual(self) -> "GraphResidual":
+        """Residual function ``r(x)`` of the current graph (a snapshot of it)."""
+        return GraphResidual(self.fg)
+
+
+@dataclass(frozen=True)
+class GraphResidual:
+    """``r(x)``: robust whitened residuals of a fixed graph snapshot.
+
+    Solvers recognise it and use the graph's block structure instead of a dense
+    Jacobian of ``r``.
+    """
+
+    graph: FactorGraph
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        return graph_residual(self.graph, x)
