@@ -3,7 +3,9 @@
 Each batch of factors (one type, one argument signature) is linearised with one
 ``vmap`` of a forward-mode Jacobian with respect to the arguments' tangent steps,
 ``d r(retract(x_a, d_a)) / d d_a`` at ``d = 0`` — the same retraction the solvers
-apply, so Jacobians and steps agree.  Robust kernels enter by iteratively
+apply, so Jacobians and steps agree.  It is computed by the chain rule as the
+Jacobian in value coordinates times the retraction's analytic Jacobian, which
+keeps the traced program (and compile time) small.  Robust kernels enter by iteratively
 reweighting: residual and Jacobian are scaled by ``sqrt(rho'(s))``.
 Nothing here forms a dense Jacobian of the whole state.
 """
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dsg_jit_ros.slam.manifold import RETRACTIONS
+from dsg_jit_ros.geometry import so3
 from dsg_jit_ros.world import robust
 from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args
 
@@ -32,21 +34,36 @@ class BatchLinearization:
 jax.tree_util.register_dataclass(BatchLinearization, data_fields=["r", "jacobians"], meta_fields=[])
 
 
+def _retraction_jacobian(manifold: str, v: jnp.ndarray) -> jnp.ndarray | None:
+    """d retract(v, d) / d d at d = 0 (None for Euclidean: the identity).
+
+    SE(3) value [t, w] under T exp([rho, phi]): dt/drho = R(w), dw/dphi = J_r(w)^-1.
+    """
+    if manifold == "euclidean":
+        return None
+    w = v[3:]
+    zero = jnp.zeros((3, 3), dtype=v.dtype)
+    top = jnp.concatenate([so3.exp(w), zero], axis=1)
+    bottom = jnp.concatenate([zero, so3.left_jacobian_inverse(-w)], axis=1)
+    return jnp.concatenate([top, bottom], axis=0)
+
+
 def _batch_linearize(b: FactorBatch, blocks) -> tuple[BatchLinearization, jnp.ndarray]:
     args = gather_args(b, blocks)
     dims = [t.dim for t in b.arg_types]
     splits = list(np.cumsum(dims)[:-1])
 
     def one(xs, p, w):
-        def f(delta):
-            parts = jnp.split(delta, splits)
-            ys = [RETRACTIONS[t.manifold](x, d) for t, x, d in zip(b.arg_types, xs, parts)]
-            r = w @ b.spec(jnp.concatenate(ys), p, b.arg_types)
+        def f(x_stacked):
+            r = w @ b.spec(x_stacked, p, b.arg_types)
             return r, r
 
-        zero = jnp.zeros(sum(dims), dtype=xs[0].dtype)
-        jac, r = jax.jacfwd(f, has_aux=True)(zero)
-        return r, jac
+        jac_v, r = jax.jacfwd(f, has_aux=True)(jnp.concatenate(xs))
+        cols = []
+        for t, x, jv in zip(b.arg_types, xs, jnp.split(jac_v, splits, axis=1)):
+            m = _retraction_jacobian(t.manifold, x)
+            cols.append(jv if m is None else jv @ m)
+        return r, jnp.concatenate(cols, axis=1)
 
     r, jac = jax.vmap(one)(args, b.params, b.sqrt_info)
     mask = b.mask

@@ -153,10 +153,14 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             return step, jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters)
 
-    lins0, cost0, g0 = lin_at(x0)
+    # The loop linearises at the top of an iteration only after an accepted step,
+    # so the linearisation appears once in the compiled program.
+    cost0 = graph_cost(graph, x0)
+    lin_shape = jax.eval_shape(lin_at, x0)
+    lins_zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), lin_shape)
     dtype = x0.dtype
     init = dict(
-        x=x0, lins=lins0, cost=cost0, g=g0,
+        x=x0, lin=lins_zero, fresh=jnp.array(False), cost=cost0,
         lam=jnp.asarray(cfg.lambda_init, dtype), it=jnp.array(0), acc=jnp.array(0),
         done=jnp.array(False), conv=jnp.array(False), lin_it=jnp.array(0),
     )
@@ -165,13 +169,15 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         return (~s["done"]) & (s["it"] < cfg.max_iters)
 
     def body(s):
-        x, lins, cost, g, lam = s["x"], s["lins"], s["cost"], s["g"], s["lam"]
+        x, cost, lam = s["x"], s["cost"], s["lam"]
+        lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
+        lins, _, g = lin
         delta, lin_it = solve_step(lins, x, g, lam)
         x_new = retract_state(layout, x, delta)
         cost_new = graph_cost(graph, x_new)
         accept = jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(delta))
-        lins2, cost2, g2 = jax.lax.cond(accept, lambda: lin_at(x_new), lambda: (lins, cost, g))
         x2 = jnp.where(accept, x_new, x)
+        cost2 = jnp.where(accept, cost_new, cost)
         small_step = _safe_norm(delta) <= cfg.step_tol * (_safe_norm(x) + cfg.step_tol)
         rel = (cost - cost_new) <= cfg.rel_tol * cost
         conv = accept & (rel | (cost2 <= cfg.abs_tol) | small_step)
@@ -180,7 +186,7 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         conv = conv | (~accept & small_step)
         done = conv | (lam2 > cfg.lambda_max)
         return dict(
-            x=x2, lins=lins2, cost=cost2, g=g2, lam=lam2, it=s["it"] + 1,
+            x=x2, lin=lin, fresh=~accept, cost=cost2, lam=lam2, it=s["it"] + 1,
             acc=s["acc"] + accept.astype(jnp.int32), done=done, conv=conv,
             lin_it=s["lin_it"] + lin_it,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -149,16 +149,13 @@ def gather_args(batch: FactorBatch, blocks: tuple[jnp.ndarray, ...]) -> list[jnp
     return [blocks[p][batch.slots[:, a]] for a, p in enumerate(batch.arg_positions)]
 
 
-def whitened_errors(
-    batch: FactorBatch, args: list[jnp.ndarray], params: dict[str, Any] | None = None
-) -> jnp.ndarray:
+def whitened_errors(batch: FactorBatch, args: list[jnp.ndarray]) -> jnp.ndarray:
     """Whitened residuals ``W e`` of every slot, (cap, d); zero in unused slots."""
-    params = batch.params if params is None else params
 
     def one(xs, p, w):
         return w @ batch.spec(jnp.concatenate(xs), p, batch.arg_types)
 
-    r = jax.vmap(one)(args, params, batch.sqrt_info)
+    r = jax.vmap(one)(args, batch.params, batch.sqrt_info)
     return jnp.where(batch.mask[:, None], r, 0.0)
 
 
@@ -168,17 +165,12 @@ def robust_residuals(batch: FactorBatch, r: jnp.ndarray) -> jnp.ndarray:
     return r * robust.residual_scale(s, batch.robust_kind, batch.robust_scale)[:, None]
 
 
-def graph_residual(graph: FactorGraph, x: jnp.ndarray, params_override=None) -> jnp.ndarray:
-    """Flat robust whitened residual of the whole graph (unused slots give zeros).
-
-    ``params_override`` optionally maps batch index -> params dict to use instead
-    of the stored parameters (how learned parameters are injected).
-    """
+def graph_residual(graph: FactorGraph, x: jnp.ndarray) -> jnp.ndarray:
+    """Flat robust whitened residual of the whole graph (unused slots give zeros)."""
     blocks = graph.layout.split(x)
     parts = []
-    for i, b in enumerate(graph.batches):
-        p = None if params_override is None else params_override.get(i)
-        r = whitened_errors(b, gather_args(b, blocks), p)
+    for b in graph.batches:
+        r = whitened_errors(b, gather_args(b, blocks))
         parts.append(robust_residuals(b, r).reshape(-1))
     if not parts:
         return jnp.zeros((0,), dtype=x.dtype)

@@ -1,0 +1,44 @@
+"""Building a WorldModel from a pose graph (g2o / GTSAM style).
+
+Poses become ``pose_se3`` variables, edges ``between_se3`` factors weighted by
+their 6x6 information (translation-first, as g2o stores it), and one isotropic
+``prior`` anchors the gauge (GTSAM's examples do the same).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsg_jit_ros.geometry import se3
+from dsg_jit_ros.io.g2o import PoseGraph
+from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
+from dsg_jit_ros.world.model import WorldModel
+
+ANCHOR_SIGMA = 1e-6  # metres / radians: effectively fixes the anchor pose
+
+
+def pose_values(poses: np.ndarray) -> np.ndarray:
+    """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector]."""
+    import jax
+
+    return np.asarray(jax.vmap(se3.matrix_to_vec)(np.asarray(poses, dtype=np.float64)))
+
+
+def world_model_from_pose_graph(
+    graph: PoseGraph,
+    initial_poses: np.ndarray | None = None,
+    anchor: int = 0,
+    anchor_sigma: float = ANCHOR_SIGMA,
+) -> tuple[WorldModel, list[int]]:
+    """(WorldModel, variable id per pose row) for ``graph``, started at ``initial_poses``."""
+    poses = graph.poses if initial_poses is None else initial_poses
+    n, m = poses.shape[0], graph.edge_i.shape[0]
+    wm = WorldModel(var_capacity={"pose_se3": n}, factor_capacity={"between_se3": m, "prior": 1})
+    wm.register_residual("between_se3", between_se3_residual)
+    wm.register_residual("prior", prior_residual)
+    values = pose_values(poses)
+    ids = [wm.add_variable("pose_se3", v) for v in values]
+    wm.add_factor("prior", (ids[anchor],), {"target": values[anchor], "sigma": anchor_sigma})
+    for i, j, z, info in zip(graph.edge_i, graph.edge_j, graph.measurements, graph.information):
+        wm.add_factor("between_se3", (ids[i], ids[j]), {"T_ij": z, "information": info})
+    return wm, ids
