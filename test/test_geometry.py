@@ -137,7 +137,7 @@ def test_linearize_jacobian_matches_finite_differences_of_retraction():
     wm.add_factor("odom_se3", (a, b), {"measurement": jnp.array([0.9, 0.1, 0, 0.1, 0, 0.2]), "sigma": 0.1})
     wm.add_factor("pose_voxel_point", (a, p), {"point_body": jnp.array([1.0, 0.5, 0.2]), "weight": 2.0})
     x, index = wm.pack_state()
-    lins, _ = linearize(wm.fg, x)
+    lins, _ = jax.jit(linearize)(wm.fg, x)
     layout = wm.fg.layout
 
     @jax.jit

@@ -1,0 +1,179 @@
+"""Helpers shared by the benchmark scripts in ``bench/`` (timing, LM settings, GTSAM glue).
+
+Timing convention: ``compile_s`` is JAX tracing + XLA compilation of the jitted
+LM (ahead of time, ``solve.lower(...).compile()``); ``solve_s`` is the median
+wall time of calls of that compiled executable, results blocked on, so compile
+time is excluded.  GTSAM times are medians of ``optimize()`` on a new optimizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any, Callable
+
+import gtsam
+import jax
+import numpy as np
+
+from dsg_jit_ros.geometry import se3
+from dsg_jit_ros.optimization.solvers import LMConfig, solve
+
+#: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else PCG.
+AUTO_DENSE_MAX_DIM = 3000
+
+_vec_to_matrix = jax.jit(jax.vmap(se3.vec_to_matrix))
+_matrix_to_vec = jax.jit(jax.vmap(se3.matrix_to_vec))
+
+
+def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLI options for the solver choice, repeats and LMConfig overrides."""
+    parser.add_argument("--solver", choices=("dense", "pcg", "auto"), default="auto",
+                        help=f"linear solver of our LM; auto = dense up to {AUTO_DENSE_MAX_DIM} dims")
+    parser.add_argument("--repeats", type=int, default=3, help="timed solves per solver (median reported)")
+    parser.add_argument("--max-iters", type=int, default=None, help="LMConfig.max_iters")
+    parser.add_argument("--pcg-tol", type=float, default=None, help="LMConfig.pcg_tol")
+    parser.add_argument("--pcg-max-iters", type=int, default=None, help="LMConfig.pcg_max_iters")
+    parser.add_argument("--lambda-init", type=float, default=None, help="LMConfig.lambda_init")
+    parser.add_argument("--rel-tol", type=float, default=None, help="LMConfig.rel_tol (GTSAM uses it too)")
+    parser.add_argument("--abs-tol", type=float, default=None, help="LMConfig.abs_tol (GTSAM uses it too)")
+    parser.add_argument("--no-gtsam", action="store_true", help="skip the GTSAM run")
+
+
+def choose_linear_solver(name: str, state_dim: int) -> str:
+    """Resolve ``auto`` to ``dense`` (<= AUTO_DENSE_MAX_DIM dims) or ``pcg``."""
+    if name != "auto":
+        return name
+    return "dense" if state_dim <= AUTO_DENSE_MAX_DIM else "pcg"
+
+
+def lm_config(args: argparse.Namespace, linear_solver: str) -> LMConfig:
+    """LMConfig with the CLI overrides that were given (others at their defaults)."""
+    overrides = {
+        "max_iters": args.max_iters, "pcg_tol": args.pcg_tol, "pcg_max_iters": args.pcg_max_iters,
+        "lambda_init": args.lambda_init, "rel_tol": args.rel_tol, "abs_tol": args.abs_tol,
+    }
+    return LMConfig(linear_solver=linear_solver, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def cfg_overrides(cfg: LMConfig) -> dict[str, Any]:
+    """The LMConfig fields that differ from the defaults (for the JSON record)."""
+    default = LMConfig(linear_solver=cfg.linear_solver)
+    return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if getattr(cfg, k) != getattr(default, k)}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), wall seconds)."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def median_timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, list[float]]:
+    """(last result, median seconds, all seconds) of ``repeats`` calls of ``fn``."""
+    times, out = [], None
+    for _ in range(max(1, repeats)):
+        out, dt = timed(fn)
+        times.append(dt)
+    return out, statistics.median(times), times
+
+
+def run_ours(fg, x0, cfg: LMConfig, repeats: int) -> dict[str, Any]:
+    """Compile our LM ahead of time, then time ``repeats`` solves; returns result + timings."""
+    compiled, compile_s = timed(lambda: solve.lower(fg, x0, cfg=cfg).compile())
+
+    def once():
+        res = compiled(fg, x0)
+        jax.block_until_ready(res)
+        return res
+
+    res, solve_s, times = median_timed(once, repeats)
+    return {"result": res, "compile_s": compile_s, "solve_s": solve_s, "solve_runs_s": times}
+
+
+def ours_record(res) -> dict[str, Any]:
+    """JSON-ready fields of an LMResult."""
+    return {
+        "initial_error": float(res.initial_cost),
+        "final_error": float(res.cost),
+        "iterations": int(res.iterations),
+        "accepted": int(res.accepted),
+        "converged": bool(res.converged),
+        "linear_iterations": int(res.linear_iterations),
+        "final_lambda": float(res.lam),
+    }
+
+
+def gtsam_lm_params(cfg: LMConfig) -> gtsam.LevenbergMarquardtParams:
+    """GTSAM's default LM parameters with our relative / absolute error tolerances."""
+    params = gtsam.LevenbergMarquardtParams()
+    params.setRelativeErrorTol(cfg.rel_tol)
+    params.setAbsoluteErrorTol(cfg.abs_tol)
+    return params
+
+
+def run_gtsam(graph: gtsam.NonlinearFactorGraph, initial: gtsam.Values, cfg: LMConfig, repeats: int) -> dict[str, Any]:
+    """Median time of ``optimize()`` over ``repeats`` fresh optimizers; result + record."""
+    params = gtsam_lm_params(cfg)
+
+    def once():
+        optimizer = gtsam.LevenbergMarquardtOptimizer(graph, initial, params)
+        return optimizer.optimize(), optimizer.iterations()
+
+    (solution, iterations), solve_s, times = median_timed(once, repeats)
+    return {
+        "solution": solution,
+        "record": {
+            "initial_error": float(graph.error(initial)),
+            "final_error": float(graph.error(solution)),
+            "iterations": int(iterations),
+            "solve_s": solve_s,
+            "solve_runs_s": times,
+            "compile_s": 0.0,
+        },
+    }
+
+
+def pose3_values(keys, pose_vals: np.ndarray, values: gtsam.Values | None = None) -> gtsam.Values:
+    """Insert ``Pose3`` of each pose value ``[t, rotvec]`` (n, 6) under ``keys``."""
+    values = gtsam.Values() if values is None else values
+    for key, mat in zip(keys, np.asarray(_vec_to_matrix(np.asarray(pose_vals, dtype=np.float64)))):
+        values.insert(int(key), gtsam.Pose3(mat))
+    return values
+
+
+def pose3_matrices_to_values(keys, matrices: np.ndarray, values: gtsam.Values | None = None) -> gtsam.Values:
+    """Insert ``Pose3(T)`` of each (4, 4) matrix under ``keys``."""
+    values = gtsam.Values() if values is None else values
+    for key, mat in zip(keys, matrices):
+        values.insert(int(key), gtsam.Pose3(np.asarray(mat, dtype=np.float64)))
+    return values
+
+
+def pose_vals_from_values(values: gtsam.Values, keys) -> np.ndarray:
+    """(n, 6) pose values ``[t, rotvec]`` of the ``Pose3`` under ``keys``."""
+    mats = np.stack([values.atPose3(int(k)).matrix() for k in keys])
+    return np.asarray(_matrix_to_vec(mats))
+
+
+def state_rows(index: dict[int, tuple[int, int]], var_ids) -> np.ndarray:
+    """(k, dim) integer positions in the flat state of each variable in ``var_ids``."""
+    return np.stack([np.arange(*index[v]) for v in var_ids])
+
+
+def environment() -> dict[str, Any]:
+    """Settings that change timings a lot on small machines (recorded in every line).
+
+    On a 2-core machine JAX's CPU LAPACK calls (dense Cholesky) run ~100x slower
+    when OpenBLAS may start its own threads next to XLA's; run with
+    ``OPENBLAS_NUM_THREADS=1`` to avoid the oversubscription.
+    """
+    return {"openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": os.cpu_count()}
+
+
+def emit(record: dict[str, Any]) -> None:
+    """Print one JSON object on one line (flushed)."""
+    print(json.dumps(record, default=float), flush=True)

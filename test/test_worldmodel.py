@@ -1,0 +1,149 @@
+"""WorldModel: packing, capacities (no recompilation), parameters as data,
+one weight convention, robust kernels, and clear errors for bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization.solvers import LMConfig, solve
+from dsg_jit_ros.slam.measurements import (
+    odom_se3_residual,
+    pose_voxel_point_residual,
+    prior_residual,
+    voxel_point_observation_residual,
+)
+from dsg_jit_ros.world.graph import graph_cost
+from dsg_jit_ros.world.model import WorldModel
+
+
+def new_model(**caps):
+    wm = WorldModel(**caps)
+    wm.register_residual("prior", prior_residual)
+    wm.register_residual("odom_se3", odom_se3_residual)
+    wm.register_residual("voxel_point_obs", voxel_point_observation_residual)
+    wm.register_residual("pose_voxel_point", pose_voxel_point_residual)
+    return wm
+
+
+def test_pack_unpack_and_index():
+    wm = new_model()
+    p = wm.add_variable("pose_se3", [1, 2, 3, 0.1, 0.2, 0.3])
+    v = wm.add_variable("voxel_cell3d", [4, 5, 6])
+    q = wm.add_variable("pose_se3", [7, 8, 9, 0, 0, 0])
+    x, index = wm.pack_state()
+    assert x.dtype == jnp.float64 and x.shape == (15,)
+    np.testing.assert_allclose(x[slice(*index[q])], [7, 8, 9, 0, 0, 0])
+    np.testing.assert_allclose(x[slice(*index[v])], [4, 5, 6])
+    values = wm.unpack_state(x.at[slice(*index[p])].set(0.5))
+    np.testing.assert_allclose(values[p], np.full(6, 0.5))
+    wm.update_from_state(x + 1.0)
+    np.testing.assert_allclose(wm.get_variable_value(v), [5, 6, 7])
+
+
+def test_cost_uses_one_weight_convention():
+    # weight scales the residual: cost = 0.5 * weight^2 * |e|^2, for every factor type.
+    wm = new_model()
+    v = wm.add_variable("voxel_cell3d", [1.0, 0.0, 0.0])
+    p = wm.add_variable("pose_se3", [0, 0, 0, 0, 0, 0])
+    wm.add_factor("prior", (v,), {"target": jnp.zeros(3), "weight": 3.0})  # e = [1,0,0]
+    wm.add_factor("voxel_point_obs", (v,), {"point_world": jnp.array([1.0, 2.0, 0.0]), "weight": 0.5})  # e=[0,-2,0]
+    wm.add_factor("pose_voxel_point", (p, v), {"point_body": jnp.zeros(3), "sigma": 0.25})  # e=[1,0,0]
+    info = np.diag([4.0, 1.0, 9.0])
+    wm.add_factor("voxel_point_obs", (v,), {"point_world": jnp.array([0.0, 1.0, 1.0]), "information": info})
+    x, _ = wm.pack_state()
+    expected = 0.5 * (9.0 * 1 + 0.25 * 4 + 16.0 * 1 + (4 * 1 + 1 * 1 + 9 * 1))
+    assert float(graph_cost(wm.fg, x)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel,k", [("huber", 0.5), ("cauchy", 0.7)])
+def test_robust_kernel_cost_closed_form(kernel, k):
+    wm = new_model()
+    v = wm.add_variable("voxel_cell3d", [2.0, 0.0, 0.0])
+    wm.add_factor("prior", (v,), {"target": jnp.zeros(3), "robust": (kernel, k)})
+    x, _ = wm.pack_state()
+    s = 4.0
+    rho = 2 * k * np.sqrt(s) - k * k if kernel == "huber" else k * k * np.log1p(s / (k * k))
+    assert float(graph_cost(wm.fg, x)) == pytest.approx(0.5 * rho, rel=1e-12)
+
+
+def test_robust_kernel_limits_outlier_influence():
+    # 5 consistent observations at x=1 and one outlier at x=11
+    results = {}
+    for kernel in (None, "huber", "cauchy"):
+        wm = new_model()
+        v = wm.add_variable("voxel_cell3d", [0.0, 0.0, 0.0])
+        for target in [1.0] * 5 + [11.0]:
+            params = {"point_world": jnp.array([target, 0.0, 0.0])}
+            if kernel:
+                params["robust"] = (kernel, 1.0)
+            wm.add_factor("voxel_point_obs", (v,), params)
+        x0, index = wm.pack_state()
+        results[kernel] = float(solve(wm.fg, x0, cfg=LMConfig()).x[0])
+    assert results[None] == pytest.approx(16.0 / 6.0, rel=1e-9)
+    assert abs(results["huber"] - 1.0) < 0.25 and abs(results["cauchy"] - 1.0) < 0.1
+
+
+def test_growing_padded_graph_compiles_once_and_uses_new_parameters():
+    """Grow a capacity-padded chain factor by factor: one compilation in all, and
+    every solve sees the factors and parameters added since (no stale values)."""
+    n = 12
+    wm = new_model(var_capacity={"pose_se3": n}, factor_capacity={"odom_se3": n, "prior": 2})
+    cfg = LMConfig(max_iters=20)
+    ids = [wm.add_variable("pose_se3", np.zeros(6))]
+    wm.add_factor("prior", (ids[0],), {"target": np.zeros(6), "sigma": 1e-3})
+    before = compile_count("levenberg_marquardt")
+    for i in range(1, n):
+        ids.append(wm.add_variable("pose_se3", np.zeros(6)))
+        step = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.1])
+        wm.add_factor("odom_se3", (ids[i - 1], ids[i]), {"measurement": step, "sigma": 0.1})
+        x0, index = wm.pack_state()
+        res = solve(wm.fg, x0, cfg=cfg)
+        wm.update_from_state(res.x)
+        assert float(res.cost) < 1e-12
+    assert compile_count("levenberg_marquardt") - before == 1
+    # change the prior target: the same compiled solver must use the new value
+    fid = wm.factor_ids("prior")[0]
+    wm.set_factor_params(fid, target=np.array([5.0, 0, 0, 0, 0, 0]))
+    x0, index = wm.pack_state()
+    res = solve(wm.fg, x0, cfg=cfg)
+    np.testing.assert_allclose(res.x[slice(*index[ids[0]])][:3], [5.0, 0, 0], atol=1e-6)
+    # remove the last factor: it no longer constrains the last pose's value
+    last = wm.factor_ids("odom_se3")[-1]
+    wm.remove_factor(last)
+    x0, _ = wm.pack_state()
+    res = solve(wm.fg, x0, cfg=cfg)
+    assert compile_count("levenberg_marquardt") - before == 1
+    assert float(res.cost) < 1e-10
+
+
+def test_bad_input_raises_clear_errors():
+    wm = new_model()
+    v = wm.add_variable("voxel_cell3d", [0, 0, 0])
+    with pytest.raises(KeyError, match="unknown variable type"):
+        wm.add_variable("voxel", [0, 0, 0])
+    with pytest.raises(ValueError, match="3 entries"):
+        wm.add_variable("voxel_cell3d", [0, 0])
+    with pytest.raises(ValueError, match="finite"):
+        wm.add_variable("pose_se3", [0, 0, np.nan, 0, 0, 0])
+    with pytest.raises(KeyError, match="no residual registered"):
+        wm.add_factor("nope", (v,), {})
+    with pytest.raises(KeyError, match="unknown variable id"):
+        wm.add_factor("prior", (99,), {"target": np.zeros(3)})
+    with pytest.raises(ValueError, match="finite"):
+        wm.add_factor("prior", (v,), {"target": np.array([np.inf, 0, 0])})
+    with pytest.raises(ValueError, match="residual failed"):
+        wm.add_factor("prior", (v,), {"target": np.zeros(5)})
+    with pytest.raises(ValueError, match="at most one"):
+        wm.add_factor("prior", (v,), {"target": np.zeros(3), "weight": 1.0, "sigma": 1.0})
+    with pytest.raises(ValueError, match="positive definite"):
+        wm.add_factor("prior", (v,), {"target": np.zeros(3), "information": -np.eye(3)})
+    with pytest.raises(ValueError, match="unknown robust kernel"):
+        wm.add_factor("prior", (v,), {"target": np.zeros(3), "robust": "tukeyy"})
+    f = wm.add_factor("prior", (v,), {"target": np.zeros(3)})
+    with pytest.raises(ValueError, match="still has factors"):
+        wm.remove_variable(v)
+    wm.remove_factor(f)
+    wm.remove_variable(v)
+    assert wm.num_factors == 0 and wm.variable_ids == []
