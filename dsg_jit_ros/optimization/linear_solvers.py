@@ -1,6 +1,8 @@
 """Solving the damped normal equations ``(J^T J + lam D) d = -J^T r``.
 
 ``dense``: assemble the dense Hessian, Cholesky (small systems, differentiable).
+``schur``: eliminate Euclidean variables (points / voxels), dense Cholesky on the
+           reduced pose system (poses + many points: the online window).
 ``pcg``:   preconditioned conjugate gradients with block-Jacobi preconditioner,
            Hessian-vector products through the per-factor Jacobians (large pose
            graphs; memory linear in the number of factors).
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 from dsg_jit_ros.optimization import linearize as lin_mod
 from dsg_jit_ros.world.graph import FactorGraph
 
-LINEAR_SOLVERS = ("dense", "pcg")
+LINEAR_SOLVERS = ("dense", "pcg", "schur")
 
 
 def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bool = True):
@@ -68,3 +70,82 @@ def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, 
     init = (x0, r0, z0, z0, jnp.dot(r0, z0), jnp.array(0))
     xk, _, _, _, _, k = jax.lax.while_loop(cond, body, init)
     return xk, k
+
+
+def _reduced_columns(graph: FactorGraph, keep: list[int]):
+    """Offsets of the kept (non-eliminated) types in the reduced pose system."""
+    offsets, acc = {}, 0
+    for p in keep:
+        offsets[p] = acc
+        acc += graph.layout.types[p].dim * graph.layout.capacities[p]
+    return offsets, acc
+
+
+def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """Damped Newton step eliminating the Euclidean variables (points, voxels).
+
+    Their Hessian is block-diagonal as long as no factor joins two of them, so
+    ``S = Hpp - Hpl Hll^-1 Hlp`` is formed densely over the pose variables only
+    (memory ~ n_points x pose_dims), solved by Cholesky, and the points are
+    recovered by back-substitution.  Falls back to ``dense_solve`` when the graph
+    has no Euclidean or no pose variables.
+    """
+    layout = graph.layout
+    elim = [i for i, t in enumerate(layout.types) if t.manifold == "euclidean"]
+    keep = [i for i in range(len(layout.types)) if i not in elim]
+    if not elim or not keep:
+        return dense_solve(graph, lins, x, g, lam, min_diag)
+    red_off, n_red = _reduced_columns(graph, keep)
+    dtype = x.dtype
+    hpp = jnp.zeros((n_red, n_red), dtype=dtype)
+    hll = {p: jnp.zeros((layout.capacities[p], layout.types[p].dim, layout.types[p].dim), dtype) for p in elim}
+    hlp = {p: jnp.zeros((layout.capacities[p], n_red, layout.types[p].dim), dtype) for p in elim}
+    for b, lin in zip(graph.batches, lins):
+        lm_args = [a for a, p in enumerate(b.arg_positions) if p in elim]
+        if len(lm_args) > 1:
+            raise ValueError(f"schur solver: factor {b.f_type!r} joins two eliminated variables")
+        pose_args = [a for a in range(len(b.arg_positions)) if a not in lm_args]
+        cols = {
+            a: red_off[b.arg_positions[a]] + b.slots[:, a, None] * b.arg_types[a].dim + jnp.arange(b.arg_types[a].dim)
+            for a in pose_args
+        }
+        for a in pose_args:
+            for c in pose_args:
+                blk = jnp.einsum("cdk,cdl->ckl", lin.jacobians[a], lin.jacobians[c])
+                hpp = hpp.at[cols[a][:, :, None], cols[c][:, None, :]].add(blk)
+        for l in lm_args:
+            p, slot, jl = b.arg_positions[l], b.slots[:, l], lin.jacobians[l]
+            hll[p] = hll[p].at[slot].add(jnp.einsum("cdk,cdl->ckl", jl, jl))
+            for a in pose_args:
+                blk = jnp.einsum("cdk,cdl->ckl", lin.jacobians[a], jl)  # (cap, dim_pose, dim_l)
+                hlp[p] = hlp[p].at[slot[:, None], cols[a], :].add(blk)
+    gb = layout.split(g)
+    g_red = jnp.concatenate([gb[p].reshape(-1) for p in keep])
+    # unused pose slots act as identity rows
+    unused = 1.0 - jnp.concatenate([jnp.repeat(graph.var_masks[p].astype(dtype), layout.types[p].dim) for p in keep])
+    hpp = hpp + jnp.diag(unused)
+    dp = jnp.maximum(jnp.diag(hpp), min_diag)
+    s = hpp + jnp.diag(lam * dp)
+    rhs = -g_red
+    hll_inv = {}
+    for p in elim:
+        m = graph.var_masks[p]
+        eye = jnp.eye(layout.types[p].dim, dtype=dtype)
+        h = jnp.where(m[:, None, None], hll[p], eye)
+        dl = jnp.maximum(jnp.diagonal(h, axis1=1, axis2=2), min_diag)
+        h = h + jax.vmap(jnp.diag)(lam * dl)
+        hll_inv[p] = jnp.linalg.inv(h)
+        c = jnp.einsum("lia,lab->lib", hlp[p], hll_inv[p])  # Hpl Hll^-1, (L, n_red, d)
+        s = s - jnp.einsum("lia,lja->ij", c, hlp[p])
+        rhs = rhs + jnp.einsum("lia,la->i", c, gb[p])
+    chol = jnp.linalg.cholesky(s)
+    d_red = jax.scipy.linalg.cho_solve((chol, True), rhs)
+    out = []
+    for i in range(len(layout.types)):
+        if i in keep:
+            n = layout.types[i].dim * layout.capacities[i]
+            out.append(jax.lax.dynamic_slice_in_dim(d_red, red_off[i], n).reshape(-1, layout.types[i].dim))
+        else:
+            back = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
+            out.append(jnp.einsum("lab,lb->la", hll_inv[i], back))
+    return layout.join(out)
