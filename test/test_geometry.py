@@ -156,3 +156,22 @@ def test_linearize_jacobian_matches_finite_differences_of_retraction():
     obs = lins[1]
     np.testing.assert_allclose(obs.jacobians[0][0], jac_fd[6:, sa], atol=1e-6)
     np.testing.assert_allclose(obs.jacobians[1][0], jac_fd[6:, sp], atol=1e-6)
+
+
+def test_log_derivative_finite_at_exactly_pi():
+    r = jnp.asarray(axangle2mat([0.0, 0.6, 0.8], np.pi))
+    jac = jax.jit(jax.jacobian(so3.log))(r)
+    assert np.all(np.isfinite(jac))
+    np.testing.assert_allclose(np.linalg.norm(so3.log(r)), np.pi, atol=1e-12)
+
+
+def test_quaternion_conversions_match_transforms3d():
+    from transforms3d.quaternions import mat2quat
+
+    for w in random_rotvecs(20):
+        r = axangle2mat(w / np.linalg.norm(w), np.linalg.norm(w))
+        q = np.asarray(so3.to_quaternion(jnp.asarray(r)))
+        q_ref = mat2quat(r)
+        q_ref = q_ref if q_ref[0] >= 0 else -q_ref
+        np.testing.assert_allclose(q, q_ref, atol=1e-12)
+        np.testing.assert_allclose(so3.from_quaternion(jnp.asarray(q)), r, atol=1e-12)

@@ -3,8 +3,8 @@
 Rotation vectors ``w`` (radians, axis * angle) map to rotation matrices ``R``.
 ``exp`` and ``log`` switch to Taylor series for small angles (and feed the exact
 branch a safe argument), so forward values *and* autodiff derivatives stay finite
-at the identity.  ``log`` goes through a unit quaternion and ``atan2``, which is
-accurate up to and including an angle of pi (no ``arccos`` of a trace).
+at the identity.  ``log`` takes the angle from ``atan2`` (no ``arccos`` of a
+trace) and the axis near pi from the symmetric part, accurate up to pi itself.
 All functions act on one element; ``jax.vmap`` them for batches.
 """
 
@@ -104,21 +104,35 @@ def to_quaternion(r: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(q[0] < 0.0, -q, q)
 
 
-def quaternion_log(q: jnp.ndarray) -> jnp.ndarray:
-    """Rotation vector of unit quaternion (w, x, y, z); angle in [0, pi] when w >= 0."""
-    w, v = q[0], q[1:]
-    n_sq = jnp.dot(v, v)
-    small = n_sq < 1e-10
-    n = jnp.sqrt(jnp.where(small, 1.0, n_sq))
-    scale_exact = 2.0 * jnp.arctan2(n, w) / n
-    safe_w = jnp.where(small, w, 1.0)
-    scale_series = (2.0 / safe_w) * (1.0 - n_sq / (3.0 * safe_w * safe_w))
-    return jnp.where(small, scale_series, scale_exact) * v
-
-
 def log(r: jnp.ndarray) -> jnp.ndarray:
-    """Rotation vector (radians, angle in [0, pi]) of rotation matrix ``r``."""
-    return quaternion_log(to_quaternion(r))
+    """Rotation vector (radians, angle in [0, pi]) of rotation matrix ``r``.
+
+    The angle is ``atan2(|v|, c)`` with ``v = vee(R - R^T) / 2 = sin(t) axis`` and
+    ``c = (tr R - 1) / 2``, accurate at every angle.  Away from pi the axis is
+    ``v / sin(t)`` (series for small angles); near pi, where ``v`` vanishes, it
+    is read from the symmetric part ``(R + R^T) / 2 - c I = (1 - c) a a^T`` and
+    signed by ``v``.  Both branches get safe arguments, so derivatives stay finite.
+    """
+    v = 0.5 * jnp.stack([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    c = jnp.clip(0.5 * (jnp.trace(r) - 1.0), -1.0, 1.0)
+    s_sq = jnp.dot(v, v)
+    near_pi = c < -0.5
+    # regular branch: w = t / sin(t) * v
+    small = s_sq < 1e-10
+    s = jnp.sqrt(jnp.where(small, 1.0, s_sq))
+    theta = jnp.arctan2(s, c)
+    ratio = jnp.where(small, 1.0 + s_sq / 6.0 + 3.0 * s_sq * s_sq / 40.0, theta / s)
+    regular = ratio * v
+    # near-pi branch: axis from the largest column of the symmetric part
+    tiny = jnp.finfo(r.dtype).tiny
+    sym = 0.5 * (r + r.T) - c * jnp.eye(3, dtype=r.dtype)
+    k = jnp.argmax(jnp.diagonal(sym))
+    col = sym[:, k]
+    one_minus_c = jnp.where(near_pi, 1.0 - c, 1.0)
+    axis = col / jnp.sqrt(jnp.maximum(jnp.where(near_pi, sym[k, k], 1.0) * one_minus_c, tiny))
+    axis = jnp.where(jnp.dot(axis, v) < 0.0, -axis, axis)
+    theta_pi = jnp.arctan2(jnp.sqrt(jnp.where(near_pi, s_sq, 0.0) + tiny), jnp.where(near_pi, c, -1.0))
+    return jnp.where(near_pi, theta_pi * axis, regular)
 
 
 def from_quaternion(q: jnp.ndarray) -> jnp.ndarray:
