@@ -147,3 +147,32 @@ def test_bad_input_raises_clear_errors():
     wm.remove_factor(f)
     wm.remove_variable(v)
     assert wm.num_factors == 0 and wm.variable_ids == []
+
+
+def test_add_factors_in_bulk_equals_one_by_one():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(6, 3))
+    targets = rng.normal(size=(6, 3))
+    sigmas = rng.uniform(0.1, 1.0, size=6)
+    infos = np.stack([np.diag(rng.uniform(1, 5, size=3)) for _ in range(6)])
+    costs = []
+    for bulk in (False, True):
+        wm = new_model()
+        ids = [wm.add_variable("voxel_cell3d", v) for v in values]
+        if bulk:
+            fids = wm.add_factors("voxel_point_obs", [[i] for i in ids], {"point_world": targets, "sigma": sigmas})
+            wm.add_factors("prior", [[i] for i in ids], {"target": targets * 0, "information": infos, "robust": "huber"})
+            assert list(fids) == list(range(6))
+        else:
+            for i, t, s in zip(ids, targets, sigmas):
+                wm.add_factor("voxel_point_obs", (i,), {"point_world": t, "sigma": s})
+            for i, info in zip(ids, infos):
+                wm.add_factor("prior", (i,), {"target": np.zeros(3), "information": info, "robust": "huber"})
+        x, _ = wm.pack_state()
+        costs.append(float(graph_cost(wm.fg, x)))
+    assert costs[0] == pytest.approx(costs[1], rel=1e-14)
+    with pytest.raises(ValueError, match="stacked"):
+        wm.add_factors("prior", [[ids[0]], [ids[1]]], {"target": np.zeros(3)})
+    with pytest.raises(ValueError, match="same variable types"):
+        p = wm.add_variable("pose_se3", np.zeros(6))
+        wm.add_factors("prior", [[ids[0]], [p]], {"target": np.zeros((2, 3))})

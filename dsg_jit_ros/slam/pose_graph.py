@@ -7,6 +7,7 @@ their 6x6 information (translation-first, as g2o stores it), and one isotropic
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from dsg_jit_ros.geometry import se3
@@ -17,11 +18,12 @@ from dsg_jit_ros.world.model import WorldModel
 ANCHOR_SIGMA = 1e-6  # metres / radians: effectively fixes the anchor pose
 
 
+_MATRIX_TO_VEC = jax.jit(jax.vmap(se3.matrix_to_vec))
+
+
 def pose_values(poses: np.ndarray) -> np.ndarray:
     """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector]."""
-    import jax
-
-    return np.asarray(jax.vmap(se3.matrix_to_vec)(np.asarray(poses, dtype=np.float64)))
+    return np.asarray(_MATRIX_TO_VEC(np.asarray(poses, dtype=np.float64)))
 
 
 def world_model_from_pose_graph(
@@ -39,6 +41,8 @@ def world_model_from_pose_graph(
     values = pose_values(poses)
     ids = [wm.add_variable("pose_se3", v) for v in values]
     wm.add_factor("prior", (ids[anchor],), {"target": values[anchor], "sigma": anchor_sigma})
-    for i, j, z, info in zip(graph.edge_i, graph.edge_j, graph.measurements, graph.information):
-        wm.add_factor("between_se3", (ids[i], ids[j]), {"T_ij": z, "information": info})
+    if m:
+        id_arr = np.asarray(ids)
+        pairs = np.stack([id_arr[graph.edge_i], id_arr[graph.edge_j]], axis=1)
+        wm.add_factors("between_se3", pairs, {"T_ij": graph.measurements, "information": graph.information})
     return wm, ids

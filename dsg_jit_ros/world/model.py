@@ -113,10 +113,11 @@ class _Group:
         self.rank = np.concatenate([self.rank, np.full(pad, -1, dtype=np.int32)])
         self.used = np.concatenate([self.used, np.zeros(pad, dtype=bool)])
 
-    def take(self) -> int:
+    def take(self, n: int) -> np.ndarray:
+        """Mark n free rows used (growing, with a warning, if needed); returns them."""
         free = np.flatnonzero(~self.used)
-        if free.size == 0:
-            new = max(2 * self.capacity, _MIN_CAPACITY)
+        if free.size < n:
+            new = max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - free.size)
             if self.configured:
                 log.warning(
                     "factor type %r: capacity %d exhausted, growing to %d (recompiles)",
@@ -124,8 +125,9 @@ class _Group:
                 )
             self._grow(new)
             free = np.flatnonzero(~self.used)
-        self.used[free[0]] = True
-        return int(free[0])
+        rows = free[:n]
+        self.used[rows] = True
+        return rows
 
     def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
         return FactorBatch(
@@ -259,38 +261,61 @@ class WorldModel:
         ``params`` holds the residual's arrays plus the reserved keys of
         ``world.weights`` (weight / sigma / information / sqrt_info, robust).
         """
+        batched = {k: (v if k in weights.RESERVED_KEYS else np.asarray(v, dtype=np.float64)[None]) for k, v in params.items()}
+        return int(self.add_factors(f_type, [tuple(var_ids)], batched)[0])
+
+    def add_factors(self, f_type: str, var_ids, params: Mapping[str, Any]) -> np.ndarray:
+        """Add m factors of one type at once; returns their ids, (m,).
+
+        ``var_ids`` is (m, k); residual parameters are stacked (m, ...); weight
+        keys are shared or stacked (``world.weights``); ``robust`` is shared.
+        All m factors must have the same variable types.
+        """
         spec = self._residuals.get(f_type)
         if spec is None:
             raise KeyError(f"no residual registered for factor type {f_type!r}")
-        var_ids = tuple(int(v) for v in var_ids)
-        records = [self._var(v) for v in var_ids]
-        arg_types = tuple(self._types[r.type_name] for r in records)
-        values = {k: np.asarray(v, dtype=np.float64) for k, v in params.items() if k not in weights.RESERVED_KEYS}
-        for k, v in values.items():
-            if not np.all(np.isfinite(v)):
+        ids = np.asarray(var_ids, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[0] == 0:
+            raise ValueError(f"var_ids must be (m, k) with m >= 1, got shape {ids.shape}")
+        m = ids.shape[0]
+        records = [[self._var(v) for v in row] for row in ids]
+        arg_types = tuple(self._types[r.type_name] for r in records[0])
+        if any(tuple(self._types[r.type_name] for r in row) != arg_types for row in records):
+            raise ValueError(f"add_factors({f_type!r}): all factors must have the same variable types")
+        values = {}
+        for k, v in params.items():
+            if k in weights.RESERVED_KEYS:
+                continue
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.ndim == 0 or arr.shape[0] != m:
+                raise ValueError(f"factor {f_type!r}: parameter {k!r} must be stacked (m={m}, ...), got shape {arr.shape}")
+            if not np.all(np.isfinite(arr)):
                 raise ValueError(f"factor {f_type!r}: parameter {k!r} must be finite")
-        key = (f_type, tuple(t.name for t in arg_types), tuple(sorted((k, v.shape) for k, v in values.items())))
+            values[k] = arr
+        key = (f_type, tuple(t.name for t in arg_types), tuple(sorted((k, v.shape[1:]) for k, v in values.items())))
         group = self._groups.get(key)
         if group is None:
-            d = self._residual_dim(spec, arg_types, values)
+            d = self._residual_dim(spec, arg_types, {k: v[0] for k, v in values.items()})
             cap = self._factor_capacity.get(f_type, 0)
-            group = _Group(spec, arg_types, {k: v.shape for k, v in values.items()}, d, cap)
+            group = _Group(spec, arg_types, {k: v.shape[1:] for k, v in values.items()}, d, cap)
             self._groups[key] = group
-        sqrt_info = weights.whitening_matrix(params, group.residual_dim)
+        sqrt_info = weights.whitening_matrices(params, group.residual_dim, m)
         kind, scale = weights.kernel(params)
-        row = group.take()
-        group.slots[row] = [r.slot for r in records]
+        rows = group.take(m)
+        group.slots[rows] = [[r.slot for r in row] for row in records]
         for k, v in values.items():
-            group.params[k][row] = v
-        group.sqrt_info[row] = sqrt_info
-        group.kind[row], group.scale[row] = kind, scale
-        group.rank[row] = self._type_rank.get(f_type, 0)
-        self._type_rank[f_type] = group.rank[row] + 1
-        fid = self._next_factor
-        self._next_factor += 1
-        self._factors[fid] = _Factor(key, row, var_ids)
+            group.params[k][rows] = v
+        group.sqrt_info[rows] = sqrt_info
+        group.kind[rows], group.scale[rows] = kind, scale
+        first_rank = self._type_rank.get(f_type, 0)
+        group.rank[rows] = first_rank + np.arange(m)
+        self._type_rank[f_type] = first_rank + m
+        fids = np.arange(self._next_factor, self._next_factor + m)
+        self._next_factor += m
+        for fid, row, vids in zip(fids, rows, ids):
+            self._factors[int(fid)] = _Factor(key, int(row), tuple(int(v) for v in vids))
         self._graph = None
-        return fid
+        return fids
 
     @staticmethod
     def _residual_dim(spec: ResidualSpec, arg_types, values) -> int:

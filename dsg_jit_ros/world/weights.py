@@ -22,38 +22,55 @@ RESERVED_KEYS = WEIGHT_KEYS + ("robust",)
 DEFAULT_SCALES = {"none": 1.0, "huber": 1.345, "cauchy": 2.3849}
 
 
-def whitening_matrix(params: dict[str, Any], d: int) -> np.ndarray:
-    """(d, d) square-root information from a factor's reserved keys."""
+def whitening_matrices(params: dict[str, Any], d: int, m: int) -> np.ndarray:
+    """(m, d, d) square-root informations of m factors from their reserved keys.
+
+    Each key holds either one value shared by all m factors or m stacked values.
+    """
     given = [k for k in WEIGHT_KEYS if k in params]
     if len(given) > 1:
         raise ValueError(f"give at most one of {WEIGHT_KEYS}, got {given}")
     if not given:
-        return np.eye(d)
+        return np.broadcast_to(np.eye(d), (m, d, d)).copy()
     key = given[0]
     val = np.asarray(params[key], dtype=np.float64)
     if not np.all(np.isfinite(val)):
         raise ValueError(f"{key} must be finite, got {val}")
     if key in ("weight", "sigma"):
-        if val.ndim == 0:
-            val = np.full(d, float(val))
-        if val.shape != (d,):
-            raise ValueError(f"{key} must be a scalar or shape ({d},), got shape {val.shape}")
+        val = _per_factor(val, key, m, (d,), scalar_ok=True)
         if key == "sigma":
             if np.any(val <= 0):
                 raise ValueError(f"sigma must be positive, got {val}")
             val = 1.0 / val
         if np.any(val < 0):
             raise ValueError(f"weight must be non-negative, got {val}")
-        return np.diag(val)
-    if val.shape != (d, d):
-        raise ValueError(f"{key} must have shape ({d}, {d}), got {val.shape}")
+        return val[:, :, None] * np.eye(d)
+    val = _per_factor(val, key, m, (d, d), scalar_ok=False)
     if key == "sqrt_info":
         return val
-    sym = 0.5 * (val + val.T)
+    sym = 0.5 * (val + np.swapaxes(val, 1, 2))
     try:
-        return np.linalg.cholesky(sym).T
+        return np.swapaxes(np.linalg.cholesky(sym), 1, 2)
     except np.linalg.LinAlgError:
         raise ValueError("information matrix is not symmetric positive definite") from None
+
+
+def _per_factor(val: np.ndarray, key: str, m: int, shape: tuple, scalar_ok: bool) -> np.ndarray:
+    """Broadcast a shared or stacked value to (m,) + shape, or raise."""
+    if scalar_ok and val.ndim == 0:
+        return np.full((m,) + shape, float(val))
+    if val.shape == shape:  # shared (checked first: (d,) is per-dimension when m == d)
+        return np.broadcast_to(val, (m,) + shape).copy()
+    if scalar_ok and val.shape == (m,):
+        return np.repeat(val[:, None], shape[0], axis=1)
+    if val.shape == (m,) + shape:
+        return val
+    raise ValueError(f"{key} must be a scalar, shape {shape} or ({m},) + {shape}; got shape {val.shape}")
+
+
+def whitening_matrix(params: dict[str, Any], d: int) -> np.ndarray:
+    """(d, d) square-root information of one factor (see ``whitening_matrices``)."""
+    return whitening_matrices(params, d, 1)[0]
 
 
 def kernel(params: dict[str, Any]) -> tuple[int, float]:
