@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--obs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sigma", type=float, default=0.05, help="observation noise (m)")
+    parser.add_argument("--build", choices=("loop", "batch"), default="loop",
+                        help="observations via add_factor one by one, or one WorldModel.add_factors call")
     add_lm_arguments(parser)
     parser.set_defaults(solver="pcg")
     return parser.parse_args(argv)
@@ -109,8 +111,12 @@ def synthesize(n_poses: int, n_points: int, n_obs: int, sigma: float, seed: int)
                 init_poses=init, init_points=init_points)
 
 
-def build_ours(data: dict) -> tuple[WorldModel, list[int], list[int]]:
-    """Our WorldModel of the problem; returns (wm, pose var ids, point var ids)."""
+def build_ours(data: dict, batch: bool = False) -> tuple[WorldModel, list[int], list[int]]:
+    """Our WorldModel of the problem; returns (wm, pose var ids, point var ids).
+
+    ``batch``: add the observation factors with one ``add_factors`` call instead
+    of one ``add_factor`` call each.
+    """
     n, m, k = len(data["init_poses"]), len(data["init_points"]), len(data["z"])
     wm = WorldModel(
         var_capacity={"pose_se3": n, "point3d": m},
@@ -126,6 +132,10 @@ def build_ours(data: dict) -> tuple[WorldModel, list[int], list[int]]:
     for a, step in enumerate(data["odom"]):
         wm.add_factor("between_se3", (pids[a], pids[a + 1]), {"T_ij": step, "sigma": ODOM_SIGMA})
     sigma = data["sigma"]
+    if batch:
+        pairs = np.stack([np.asarray(pids)[data["obs_i"]], np.asarray(lids)[data["obs_j"]]], axis=1)
+        wm.add_factors("pose_voxel_point", pairs, {"point_body": data["z"], "sigma": sigma})
+        return wm, pids, lids
     for a, b, zb in zip(data["obs_i"].tolist(), data["obs_j"].tolist(), data["z"]):
         wm.add_factor("pose_voxel_point", (pids[a], lids[b]), {"point_body": zb, "sigma": sigma})
     return wm, pids, lids
@@ -173,8 +183,8 @@ def main(argv=None) -> None:
     data, synth_s = timed(lambda: synthesize(args.poses, args.points, args.obs, args.sigma, args.seed))
     base = {"dataset": f"synthetic_poses{args.poses}_points{args.points}_obs{len(data['z'])}_seed{args.seed}",
             "init": "odometry", "poses": args.poses, "points": args.points, "obs": int(len(data["z"])),
-            "sigma": args.sigma, "synth_s": synth_s, **environment()}
-    (wm, pids, lids), build_s = timed(lambda: build_ours(data))
+            "sigma": args.sigma, "build_mode": args.build, "synth_s": synth_s, **environment()}
+    (wm, pids, lids), build_s = timed(lambda: build_ours(data, batch=args.build == "batch"))
     ((x0, index), fg), pack_s = timed(lambda: (wm.pack_state(), wm.fg))
     cfg = lm_config(args, choose_linear_solver(args.solver, x0.shape[0]))
     ours_run = run_ours(fg, x0, cfg, args.repeats)

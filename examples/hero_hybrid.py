@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 
-from hybrid_experiment import build_hybrid_graph, make_learning_problem, report, train
+import hybrid_experiment
 
 from dsg_jit_ros.optimization.solvers import GDConfig
 
-INNER = GDConfig(learning_rate=0.05, max_iters=80)
-
 
 def run(steps: int = 60, lr: float = 0.05) -> dict:
-    exp = build_hybrid_graph(6, obs_factor="pose_voxel_point", voxel_priors="first")
-    inner_solve, loss, theta0 = make_learning_problem(exp, INNER)
-    theta, losses = train(loss, theta0, steps, lr)
-    return report(exp, inner_solve, theta0, theta, losses)
+    return hybrid_experiment.run(
+        6, "pose_voxel_point", "first", GDConfig(learning_rate=0.05, max_iters=80), steps, lr
+    )
 
 
 if __name__ == "__main__":

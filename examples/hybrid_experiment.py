@@ -135,3 +135,11 @@ def report(exp: Experiment, inner_solve, theta0, theta, losses) -> dict:
         "theta_odom_mean": [round(float(c), 4) for c in jnp.mean(theta["odom"], axis=0)],
         "theta_obs_mean": [round(float(c), 4) for c in jnp.mean(theta["obs"], axis=0)],
     }
+
+
+def run(n: int, obs_factor: str, voxel_priors: str, inner: GDConfig, steps: int, lr: float) -> dict:
+    """Build, train and summarise one experiment."""
+    exp = build_hybrid_graph(n, obs_factor=obs_factor, voxel_priors=voxel_priors)
+    inner_solve, loss, theta0 = make_learning_problem(exp, inner)
+    theta, losses = train(loss, theta0, steps, lr)
+    return report(exp, inner_solve, theta0, theta, losses)
