@@ -176,3 +176,32 @@ def test_add_factors_in_bulk_equals_one_by_one():
     with pytest.raises(ValueError, match="same variable types"):
         p = wm.add_variable("pose_se3", np.zeros(6))
         wm.add_factors("prior", [[ids[0]], [p]], {"target": np.zeros((2, 3))})
+
+
+def test_identical_graphs_of_two_models_share_one_compilation():
+    def build():
+        wm = new_model(var_capacity={"voxel_cell3d": 4}, factor_capacity={"prior": 4})
+        v = wm.add_variable("voxel_cell3d", [1.0, 2.0, 3.0])
+        wm.add_factor("prior", (v,), {"target": np.zeros(3)})
+        return wm
+
+    a, b = build(), build()
+    assert jax.tree_util.tree_structure(a.fg) == jax.tree_util.tree_structure(b.fg)
+    cfg = LMConfig(max_iters=7)  # a config no other test uses: a fresh cache entry
+    before = compile_count("levenberg_marquardt")
+    for wm in (a, b):
+        x0, _ = wm.pack_state()
+        np.testing.assert_allclose(solve(wm.fg, x0, cfg=cfg).x[:3], 0.0, atol=1e-9)
+    assert compile_count("levenberg_marquardt") - before == 1
+
+
+def test_removed_factors_free_their_slots_for_reuse():
+    wm = new_model(var_capacity={"voxel_cell3d": 2}, factor_capacity={"prior": 2})
+    v = wm.add_variable("voxel_cell3d", [0.0, 0.0, 0.0])
+    for _ in range(10):  # add/remove many times within capacity 2: shapes never change
+        f1 = wm.add_factor("prior", (v,), {"target": np.ones(3)})
+        f2 = wm.add_factor("prior", (v,), {"target": np.ones(3)})
+        assert wm.variable_factor_ids(v) == [f1, f2]
+        wm.remove_factor(f1)
+        wm.remove_factor(f2)
+    assert wm.fg.batches[0].capacity == 2 and wm.variable_factor_ids(v) == []

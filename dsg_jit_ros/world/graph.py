@@ -34,12 +34,14 @@ class FactorContext:
     arg_types: tuple[VariableType, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class ResidualSpec:
     """A registered residual function ``fn(x_stacked, params[, ctx]) -> e``.
 
     ``x_stacked`` is the concatenation of the factor's variable values, ``params``
     a dict of this factor's parameter arrays (without the reserved weight keys).
+    Specs compare by (f_type, fn), so graphs of two WorldModels that register the
+    same functions share compiled solvers.
     """
 
     f_type: str

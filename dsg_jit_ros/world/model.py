@@ -46,40 +46,72 @@ class _Factor:
     var_ids: tuple[int, ...]
 
 
-class _TypeSlots:
-    """Value slots of one variable type (host numpy)."""
+class _SlotPool:
+    """Fixed-capacity rows with a free list: O(1) take and release.
 
-    def __init__(self, vtype: VariableType, capacity: int):
-        self.vtype = vtype
+    Subclasses hold the row arrays and pad them in ``_pad``.  Running out of rows
+    doubles the capacity (a warning when the capacity was configured, since the
+    new shapes recompile every jitted solver).
+    """
+
+    label = "slots"
+
+    def __init__(self, name: str, capacity: int):
+        self.name = name
         self.configured = capacity > 0
-        self.values = np.zeros((capacity, vtype.dim))
-        self.used = np.zeros(capacity, dtype=bool)
+        self.used = np.zeros(0, dtype=bool)
+        self._free: list[int] = []
+        self._grow(capacity)
 
     @property
     def capacity(self) -> int:
         return self.used.shape[0]
 
-    def take(self) -> int:
-        free = np.flatnonzero(~self.used)
-        if free.size == 0:
-            self._grow(max(2 * self.capacity, _MIN_CAPACITY))
-            free = np.flatnonzero(~self.used)
-        self.used[free[0]] = True
-        return int(free[0])
+    def _pad(self, pad: int) -> None:
+        raise NotImplementedError
 
     def _grow(self, capacity: int) -> None:
-        if self.configured:
-            log.warning(
-                "variable type %r: capacity %d exhausted, growing to %d (recompiles)",
-                self.vtype.name, self.capacity, capacity,
-            )
-        pad = capacity - self.capacity
+        old = self.capacity
+        if capacity <= old:
+            return
+        if self.configured and old:
+            log.warning("%s %r: capacity %d exhausted, growing to %d (recompiles)", self.label, self.name, old, capacity)
+        self._pad(capacity - old)
+        self.used = np.concatenate([self.used, np.zeros(capacity - old, dtype=bool)])
+        # the free list pops from its end: keep the lowest free rows there
+        self._free = list(range(capacity - 1, old - 1, -1)) + self._free
+
+    def take(self, n: int) -> np.ndarray:
+        """Mark n free rows used; returns them."""
+        if len(self._free) < n:
+            self._grow(max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - len(self._free)))
+        rows = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        self.used[rows] = True
+        return rows
+
+    def release(self, row: int) -> None:
+        self.used[row] = False
+        self._free.append(int(row))
+
+
+class _TypeSlots(_SlotPool):
+    """Value slots of one variable type (host numpy)."""
+
+    label = "variable type"
+
+    def __init__(self, vtype: VariableType, capacity: int):
+        self.vtype = vtype
+        self.values = np.zeros((0, vtype.dim))
+        super().__init__(vtype.name, capacity)
+
+    def _pad(self, pad: int) -> None:
         self.values = np.concatenate([self.values, np.zeros((pad, self.vtype.dim))])
-        self.used = np.concatenate([self.used, np.zeros(pad, dtype=bool)])
 
 
-class _Group:
+class _Group(_SlotPool):
     """Host arrays of one factor signature (f_type, argument types, param shapes)."""
+
+    label = "factor type"
 
     def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity):
         self.spec = spec
@@ -92,16 +124,9 @@ class _Group:
         self.kind = np.zeros(0, dtype=np.int32)
         self.scale = np.ones(0)
         self.rank = np.full(0, -1, dtype=np.int32)
-        self.used = np.zeros(0, dtype=bool)
-        self.configured = capacity > 0
-        self._grow(capacity)
+        super().__init__(spec.f_type, capacity)
 
-    @property
-    def capacity(self) -> int:
-        return self.used.shape[0]
-
-    def _grow(self, capacity: int) -> None:
-        pad = capacity - self.capacity
+    def _pad(self, pad: int) -> None:
         k = len(self.arg_types)
         self.slots = np.concatenate([self.slots, np.zeros((pad, k), dtype=np.int32)])
         for name, shape in self.param_shapes.items():
@@ -111,23 +136,6 @@ class _Group:
         self.kind = np.concatenate([self.kind, np.zeros(pad, dtype=np.int32)])
         self.scale = np.concatenate([self.scale, np.ones(pad)])
         self.rank = np.concatenate([self.rank, np.full(pad, -1, dtype=np.int32)])
-        self.used = np.concatenate([self.used, np.zeros(pad, dtype=bool)])
-
-    def take(self, n: int) -> np.ndarray:
-        """Mark n free rows used (growing, with a warning, if needed); returns them."""
-        free = np.flatnonzero(~self.used)
-        if free.size < n:
-            new = max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - free.size)
-            if self.configured:
-                log.warning(
-                    "factor type %r: capacity %d exhausted, growing to %d (recompiles)",
-                    self.spec.f_type, self.capacity, new,
-                )
-            self._grow(new)
-            free = np.flatnonzero(~self.used)
-        rows = free[:n]
-        self.used[rows] = True
-        return rows
 
     def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
         return FactorBatch(
@@ -164,6 +172,7 @@ class WorldModel:
         self._factor_capacity = dict(factor_capacity or {})
         self._slots: dict[str, _TypeSlots] = {}
         self._vars: dict[int, _Var] = {}
+        self._var_factors: dict[int, set[int]] = {}  # var id -> ids of its factors
         self._factors: dict[int, _Factor] = {}
         self._groups: dict[tuple, _Group] = {}
         self._type_rank: dict[str, int] = {}
@@ -204,7 +213,7 @@ class WorldModel:
             raise KeyError(f"unknown variable type {var_type!r}; known: {sorted(self._types)}")
         val = self._check_value(vt, value)
         slots = self._type_slots(var_type)
-        slot = slots.take()
+        slot = int(slots.take(1)[0])
         slots.values[slot] = val
         vid = self._next_var
         self._next_var += 1
@@ -237,11 +246,12 @@ class WorldModel:
     def remove_variable(self, var_id: int) -> None:
         """Free a variable's slot; it must have no factors left."""
         v = self._var(var_id)
-        users = [fid for fid, f in self._factors.items() if var_id in f.var_ids]
+        users = self._var_factors.get(int(var_id))
         if users:
-            raise ValueError(f"variable {var_id} still has factors {users[:5]}")
-        self._slots[v.type_name].used[v.slot] = False
+            raise ValueError(f"variable {var_id} still has factors {sorted(users)[:5]}")
+        self._slots[v.type_name].release(v.slot)
         del self._vars[var_id]
+        self._var_factors.pop(int(var_id), None)
         self._graph = None
 
     def _var(self, var_id: int) -> _Var:
@@ -312,8 +322,10 @@ class WorldModel:
         self._type_rank[f_type] = first_rank + m
         fids = np.arange(self._next_factor, self._next_factor + m)
         self._next_factor += m
-        for fid, row, vids in zip(fids, rows, ids):
-            self._factors[int(fid)] = _Factor(key, int(row), tuple(int(v) for v in vids))
+        for fid, row, vids in zip(fids.tolist(), rows.tolist(), ids.tolist()):
+            self._factors[fid] = _Factor(key, row, tuple(vids))
+            for v in vids:
+                self._var_factors.setdefault(v, set()).add(fid)
         self._graph = None
         return fids
 
@@ -352,8 +364,10 @@ class WorldModel:
     def remove_factor(self, factor_id: int) -> None:
         """Free a factor's slot (masked out of every later solve)."""
         f = self._factor(factor_id)
-        self._groups[f.group].used[f.row] = False
-        del self._factors[factor_id]
+        self._groups[f.group].release(f.row)
+        del self._factors[int(factor_id)]
+        for v in f.var_ids:
+            self._var_factors[v].discard(int(factor_id))
         self._graph = None
 
     def _factor(self, factor_id: int) -> _Factor:
@@ -364,6 +378,11 @@ class WorldModel:
 
     def factor_ids(self, f_type: str | None = None) -> list[int]:
         return [fid for fid, f in self._factors.items() if f_type is None or f.group[0] == f_type]
+
+    def variable_factor_ids(self, var_id: int) -> list[int]:
+        """Ids of the factors that involve variable ``var_id``."""
+        self._var(var_id)
+        return sorted(self._var_factors.get(int(var_id), ()))
 
     def factor_var_ids(self, factor_id: int) -> tuple[int, ...]:
         return self._factor(factor_id).var_ids
