@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-test.txt setup.py setup.cfg
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	# gtsam 4.3.0's wheel declares pytest>=9 for its own test helpers; it needs only numpy
 	$(PY) -m pip install --quiet --no-deps gtsam==4.3.0
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: setup

@@ -6,18 +6,25 @@
 ``pcg``:   preconditioned conjugate gradients with block-Jacobi preconditioner,
            Hessian-vector products through the per-factor Jacobians (large pose
            graphs; memory linear in the number of factors).
+``sparse``: host sparse LU (scipy SuperLU, COLAMD) via ``pure_callback``: the
+           direct path for large pose graphs (not differentiable).
 ``D`` is Marquardt's scaling: the Hessian's diagonal, floored at ``min_diag``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from dsg_jit_ros.optimization import linearize as lin_mod
 from dsg_jit_ros.world.graph import FactorGraph
 
-LINEAR_SOLVERS = ("dense", "pcg", "schur")
+LINEAR_SOLVERS = ("dense", "pcg", "schur", "sparse")
 
 
 def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bool = True):
@@ -149,3 +156,49 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
             back = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
             out.append(jnp.einsum("lab,lb->la", hll_inv[i], back))
     return layout.join(out)
+
+
+def _hessian_triplets(graph: FactorGraph, lins):
+    """Per batch: (cap, D) state indices and (cap, D, D) ``J^T J`` blocks."""
+    offsets = graph.layout.offsets
+    out = []
+    for b, lin in zip(graph.batches, lins):
+        cols = [
+            offsets[p] + b.slots[:, a, None] * t.dim + jnp.arange(t.dim)
+            for a, (p, t) in enumerate(zip(b.arg_positions, b.arg_types))
+        ]
+        jac = jnp.concatenate(lin.jacobians, axis=2)
+        out.append((jnp.concatenate(cols, axis=1), jnp.einsum("cdk,cdl->ckl", jac, jac)))
+    return out
+
+
+def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> np.ndarray:
+    """Factor the assembled sparse matrix with SuperLU (COLAMD ordering) and solve."""
+    idx, blocks = triplets[0::2], triplets[1::2]
+    rows = [np.repeat(i[:, :, None], i.shape[1], axis=2).ravel() for i in idx]
+    cols = [np.repeat(i[:, None, :], i.shape[1], axis=1).ravel() for i in idx]
+    vals = [np.asarray(v).ravel() for v in blocks]
+    h = sp.csc_matrix(
+        (np.concatenate(vals + [diag]), (np.concatenate(rows + [np.arange(n)]), np.concatenate(cols + [np.arange(n)]))),
+        shape=(n, n),
+    )
+    lu = spla.splu(h, permc_spec="COLAMD", options={"SymmetricMode": True})
+    return lu.solve(np.asarray(rhs)).astype(rhs.dtype)
+
+
+def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """Damped Newton step by a host sparse LU (scipy SuperLU) through a callback.
+
+    The direct path for large pose graphs where block-Jacobi PCG converges too
+    slowly (parking-garage); not differentiable (use it inside LM only).
+    """
+    layout = graph.layout
+    diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
+    hdiag = layout.join([jnp.diagonal(hb, axis1=1, axis2=2) for hb in diag_blocks])
+    unused = 1.0 - jnp.concatenate(
+        [jnp.repeat(m.astype(x.dtype), t.dim) for t, m in zip(layout.types, graph.var_masks)]
+    )
+    diag = unused + lam * jnp.maximum(hdiag, min_diag)
+    flat = [a for pair in _hessian_triplets(graph, lins) for a in pair]
+    callback = functools.partial(_host_sparse_solve, graph.state_size)
+    return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype), diag, -g, *flat)

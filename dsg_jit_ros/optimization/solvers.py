@@ -150,6 +150,8 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
     def solve_step(lins, x, g, lam):
         if cfg.linear_solver == "dense":
             return linear_solvers.dense_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
+        if cfg.linear_solver == "sparse":
+            return linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         if cfg.linear_solver == "schur":
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters)
