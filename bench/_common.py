@@ -22,7 +22,8 @@ import numpy as np
 from dsg_jit_ros.geometry import se3
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 
-#: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else PCG.
+#: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else the
+#: host sparse LU (PCG with block-Jacobi does not converge on parking-garage).
 AUTO_DENSE_MAX_DIM = 3000
 
 _vec_to_matrix = jax.jit(jax.vmap(se3.vec_to_matrix))
@@ -31,7 +32,7 @@ _matrix_to_vec = jax.jit(jax.vmap(se3.matrix_to_vec))
 
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options for the solver choice, repeats and LMConfig overrides."""
-    parser.add_argument("--solver", choices=("dense", "pcg", "auto"), default="auto",
+    parser.add_argument("--solver", choices=("dense", "pcg", "sparse", "schur", "auto"), default="auto",
                         help=f"linear solver of our LM; auto = dense up to {AUTO_DENSE_MAX_DIM} dims")
     parser.add_argument("--repeats", type=int, default=3, help="timed solves per solver (median reported)")
     parser.add_argument("--max-iters", type=int, default=None, help="LMConfig.max_iters")
@@ -44,10 +45,10 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def choose_linear_solver(name: str, state_dim: int) -> str:
-    """Resolve ``auto`` to ``dense`` (<= AUTO_DENSE_MAX_DIM dims) or ``pcg``."""
+    """Resolve ``auto`` to ``dense`` (<= AUTO_DENSE_MAX_DIM dims) or ``sparse``."""
     if name != "auto":
         return name
-    return "dense" if state_dim <= AUTO_DENSE_MAX_DIM else "pcg"
+    return "dense" if state_dim <= AUTO_DENSE_MAX_DIM else "sparse"
 
 
 def lm_config(args: argparse.Namespace, linear_solver: str) -> LMConfig:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/posegraph.py FILE.g2o [--init chordal|odometry] [--solver dense|pcg|auto]
+    python bench/posegraph.py FILE.g2o [--init chordal|odometry] [--solver dense|pcg|sparse|schur|auto]
                               [--repeats 3] [--pcg-tol T] [--pcg-max-iters K] [--max-iters K]
                               [--lambda-init L] [--rel-tol R] [--no-gtsam]
 

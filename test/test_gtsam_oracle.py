@@ -37,7 +37,6 @@ DATASETS = ("tinyGrid3D.g2o", "smallGrid3D.g2o", "gtsam_pose3example.txt")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="pose-graph data set not available")
 
 DENSE = LMConfig(linear_solver="dense")
-PCG = LMConfig(linear_solver="pcg")
 INITIAL_RTOL = 1e-9
 FINAL_RTOL = 1e-6
 
@@ -171,11 +170,12 @@ def test_dense_lm_reaches_gtsam_optimum(dense_runs, graphs, name):
     assert rel_err(graph.error(ours), optimum) < FINAL_RTOL
 
 
-def test_pcg_lm_reaches_gtsam_optimum_small_grid(dense_runs, graphs):
+@pytest.mark.parametrize("linear_solver", ["pcg", "sparse"])
+def test_large_graph_solvers_reach_gtsam_optimum_small_grid(dense_runs, graphs, linear_solver):
     name = "smallGrid3D.g2o"
     pg = graphs[name]
     wm, ids = world_model_from_pose_graph(pg)
-    res, index = run_ours(wm, PCG)
+    res, index = run_ours(wm, LMConfig(linear_solver=linear_solver))
     run = dense_runs[0][name]
     graph, optimum = run["graph"], run["graph"].error(run["gtsam"])
     assert bool(res.converged)
