@@ -6,8 +6,8 @@
 ``pcg``:   preconditioned conjugate gradients with block-Jacobi preconditioner,
            Hessian-vector products through the per-factor Jacobians (large pose
            graphs; memory linear in the number of factors).
-``sparse``: host sparse LU (scipy SuperLU, COLAMD) via ``pure_callback``: the
-           direct path for large pose graphs (not differentiable).
+``sparse``: host sparse Cholesky (cholespy, CHOLMOD-based) via ``pure_callback``:
+           the direct path for large pose graphs (not differentiable).
 ``D`` is Marquardt's scaling: the Hessian's diagonal, floored at ``min_diag``.
 """
 
@@ -18,8 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+import cholespy
 
 from dsg_jit_ros.optimization import linearize as lin_mod
 from dsg_jit_ros.world.graph import FactorGraph
@@ -173,21 +172,27 @@ def _hessian_triplets(graph: FactorGraph, lins):
 
 
 def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> np.ndarray:
-    """Factor the assembled sparse matrix with SuperLU (COLAMD ordering) and solve."""
+    """Sparse Cholesky (cholespy: CHOLMOD with its fill-reducing ordering) of the
+    matrix given as COO blocks plus a diagonal (duplicates are summed); solve."""
     idx, blocks = triplets[0::2], triplets[1::2]
     rows = [np.repeat(i[:, :, None], i.shape[1], axis=2).ravel() for i in idx]
     cols = [np.repeat(i[:, None, :], i.shape[1], axis=1).ravel() for i in idx]
-    vals = [np.asarray(v).ravel() for v in blocks]
-    h = sp.csc_matrix(
-        (np.concatenate(vals + [diag]), (np.concatenate(rows + [np.arange(n)]), np.concatenate(cols + [np.arange(n)]))),
-        shape=(n, n),
+    vals = [np.asarray(v, dtype=np.float64).ravel() for v in blocks]
+    diag_idx = np.arange(n)
+    factor = cholespy.CholeskySolverD(
+        n,
+        np.concatenate(rows + [diag_idx]).astype(np.int32),
+        np.concatenate(cols + [diag_idx]).astype(np.int32),
+        np.concatenate(vals + [np.asarray(diag, dtype=np.float64)]),
+        cholespy.MatrixType.COO,
     )
-    lu = spla.splu(h, permc_spec="COLAMD", options={"SymmetricMode": True})
-    return lu.solve(np.asarray(rhs)).astype(rhs.dtype)
+    out = np.zeros(n)
+    factor.solve(np.array(rhs, dtype=np.float64, order="C", copy=True), out)  # writable copy
+    return out.astype(rhs.dtype)
 
 
 def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
-    """Damped Newton step by a host sparse LU (scipy SuperLU) through a callback.
+    """Damped Newton step by a host sparse Cholesky (cholespy) through a callback.
 
     The direct path for large pose graphs where block-Jacobi PCG converges too
     slowly (parking-garage); not differentiable (use it inside LM only).
