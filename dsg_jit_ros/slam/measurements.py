@@ -4,13 +4,21 @@
 ``[t (m), rotation vector (rad)]``, see ``geometry.se3``); residuals are
 *unweighted*: the factor graph applies the factor's whitening and kernel, so
 ``weight`` means the same thing for every factor (see ``world.graph``).
+
+The pose factors also carry ``fn.tangent_jacobians(x_stacked, params)`` ->
+``(e, [J_a])``: closed-form Jacobians with respect to each argument's tangent
+step (right perturbation for poses), which the linearisation uses instead of
+forward-mode autodiff (smaller programs, faster compiles).  Residuals without
+it (the seeds' own, any user function) are differentiated automatically; the
+tests check both against finite differences.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from dsg_jit_ros.geometry import se3
+from dsg_jit_ros.geometry import se3, so3
 
 
 def prior_residual(x: jnp.ndarray, params: dict, ctx=None) -> jnp.ndarray:
@@ -36,6 +44,23 @@ def odom_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     return se3.between_error(t_i, t_j, se3.vec_to_matrix(params["measurement"]))
 
 
+def _between_jacobians(t_i, t_j, z):
+    """(e, [J_i, J_j]) of ``e = log(Z^-1 T_i^-1 T_j)`` w.r.t. right perturbations.
+
+    With ``E = Z^-1 T_i^-1 T_j``: ``T_j exp(d)`` gives ``E exp(d)``, so
+    ``J_j = d log(E exp(d)) / d d`` (SE(3)'s inverse right Jacobian at e);
+    ``T_i exp(d)`` gives ``E exp(-Ad(T_j^-1 T_i) d)``, so ``J_i = -J_j Ad(T_j^-1 T_i)``.
+    """
+    e_mat = se3.inverse(z) @ se3.inverse(t_i) @ t_j
+    jac_j, e = jax.jacfwd(lambda d: _dup(se3.log(e_mat @ se3.exp(d))), has_aux=True)(jnp.zeros(6, dtype=t_i.dtype))
+    jac_i = -jac_j @ se3.adjoint(se3.inverse(t_j) @ t_i)
+    return e, [jac_i, jac_j]
+
+
+def _dup(v):
+    return v, v
+
+
 def between_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     """As ``odom_se3_residual`` with the measurement given as a 4x4 ``params["T_ij"]``.
 
@@ -45,6 +70,20 @@ def between_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     t_i = se3.vec_to_matrix(x[:6])
     t_j = se3.vec_to_matrix(x[6:12])
     return se3.between_error(t_i, t_j, params["T_ij"])
+
+
+def _odom_jacobians(x, params):
+    return _between_jacobians(
+        se3.vec_to_matrix(x[:6]), se3.vec_to_matrix(x[6:12]), se3.vec_to_matrix(params["measurement"])
+    )
+
+
+def _between_se3_jacobians(x, params):
+    return _between_jacobians(se3.vec_to_matrix(x[:6]), se3.vec_to_matrix(x[6:12]), params["T_ij"])
+
+
+odom_se3_residual.tangent_jacobians = _odom_jacobians
+between_se3_residual.tangent_jacobians = _between_se3_jacobians
 
 
 def voxel_point_observation_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
@@ -61,6 +100,18 @@ def pose_voxel_point_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     t_wb = se3.vec_to_matrix(x[:6])
     v = x[6:9]
     return t_wb[:3, :3].T @ (v - t_wb[:3, 3]) - params["point_body"]
+
+
+def _pose_voxel_point_jacobians(x, params):
+    """e = R^T (v - t) - p: de/drho = -I, de/dphi = [q]x with q = R^T (v - t), de/dv = R^T."""
+    t_wb = se3.vec_to_matrix(x[:6])
+    r_t = t_wb[:3, :3].T
+    q = r_t @ (x[6:9] - t_wb[:3, 3])
+    jac_pose = jnp.concatenate([-jnp.eye(3, dtype=x.dtype), so3.hat(q)], axis=1)
+    return q - params["point_body"], [jac_pose, r_t]
+
+
+pose_voxel_point_residual.tangent_jacobians = _pose_voxel_point_jacobians
 
 
 BUILTIN_RESIDUALS = {

@@ -48,6 +48,11 @@ class ResidualSpec:
     fn: ResidualFn
 
     @property
+    def tangent_jacobians(self):
+        """Closed-form ``(e, [J_a])`` of the residual if it provides one, else None."""
+        return getattr(self.fn, "tangent_jacobians", None)
+
+    @property
     def takes_context(self) -> bool:
         return len(inspect.signature(self.fn).parameters) >= 3
 
