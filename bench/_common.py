@@ -178,3 +178,11 @@ def environment() -> dict[str, Any]:
 def emit(record: dict[str, Any]) -> None:
     """Print one JSON object on one line (flushed)."""
     print(json.dumps(record, default=float), flush=True)
+
+
+def emit_pair(ours: dict, theirs: dict) -> None:
+    """Add our time ratio and error gap against GTSAM's run; print GTSAM's line, then ours."""
+    ours["ratio_vs_gtsam"] = ours["solve_s"] / max(theirs["solve_s"], 1e-12)
+    ours["rel_gap_vs_gtsam"] = (ours["final_error"] - theirs["final_error"]) / abs(theirs["final_error"])
+    emit(theirs)
+    emit(ours)

@@ -30,6 +30,7 @@ from _common import (
     cfg_overrides,
     choose_linear_solver,
     emit,
+    emit_pair,
     environment,
     lm_config,
     ours_record,
@@ -205,10 +206,7 @@ def main(argv=None) -> None:
               "native_initial_error": gt["record"]["initial_error"], "native_final_error": gt["record"]["final_error"],
               "initial_error": float(cost(fg, x0)), "final_error": float(cost(fg, xg)), "build_s": gt_build_s,
               **accuracy(data, xg[state_rows(index, pids)], xg[state_rows(index, lids)])}
-    ours["ratio_vs_gtsam"] = ours["solve_s"] / max(theirs["solve_s"], 1e-12)
-    ours["rel_gap_vs_gtsam"] = (ours["final_error"] - theirs["final_error"]) / abs(theirs["final_error"])
-    emit(theirs)
-    emit(ours)
+    emit_pair(ours, theirs)
 
 
 if __name__ == "__main__":
