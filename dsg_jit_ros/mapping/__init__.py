@@ -1,0 +1,1 @@
+"""Mapping front end without ROS: voxelisation, odometry buffering, keyframing."""

@@ -1,0 +1,67 @@
+"""Voxelising a point cloud into occupied cells with centroids (numpy).
+
+Points are in the sensor/body frame, metres.  Non-finite points and points
+outside ``[min_range, max_range]`` are dropped and counted, never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VoxelConfig:
+    """Voxel edge length and accepted range band (metres)."""
+
+    voxel_size: float = 0.5
+    min_range: float = 0.3
+    max_range: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (self.voxel_size > 0 and np.isfinite(self.voxel_size)):
+            raise ValueError(f"voxel_size must be positive, got {self.voxel_size}")
+        if not (0 <= self.min_range < self.max_range):
+            raise ValueError(f"need 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
+
+
+@dataclass(frozen=True)
+class VoxelCells:
+    """Occupied voxels of one cloud: integer keys, centroids (body frame, m), counts."""
+
+    keys: np.ndarray  # (M, 3) int64, floor(p / voxel_size)
+    centroids: np.ndarray  # (M, 3) float64
+    counts: np.ndarray  # (M,) int64 points per voxel
+    dropped_nonfinite: int
+    dropped_range: int
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+
+def voxelize(points: np.ndarray, cfg: VoxelConfig) -> VoxelCells:
+    """Group (N, 3) points into voxels of ``cfg.voxel_size``; centroid per voxel."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
+    finite = np.all(np.isfinite(pts), axis=1)
+    rng = np.linalg.norm(np.where(finite[:, None], pts, 0.0), axis=1)
+    in_range = finite & (rng >= cfg.min_range) & (rng <= cfg.max_range)
+    kept = pts[in_range]
+    keys = np.floor(kept / cfg.voxel_size).astype(np.int64)
+    if kept.shape[0] == 0:
+        empty = np.zeros((0, 3))
+        return VoxelCells(empty.astype(np.int64), empty, np.zeros(0, np.int64),
+                          int((~finite).sum()), int((finite & ~in_range).sum()))
+    uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    sums = np.zeros((uniq.shape[0], 3))
+    np.add.at(sums, inverse, kept)
+    return VoxelCells(
+        keys=uniq,
+        centroids=sums / counts[:, None],
+        counts=counts.astype(np.int64),
+        dropped_nonfinite=int((~finite).sum()),
+        dropped_range=int((finite & ~in_range).sum()),
+    )
