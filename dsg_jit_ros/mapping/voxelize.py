@@ -40,20 +40,33 @@ class VoxelCells:
         return int(self.counts.shape[0])
 
 
-def voxelize(points: np.ndarray, cfg: VoxelConfig) -> VoxelCells:
-    """Group (N, 3) points into voxels of ``cfg.voxel_size``; centroid per voxel."""
+def range_filter(points: np.ndarray, min_range: float, max_range: float) -> tuple[np.ndarray, int, int]:
+    """(finite points with range in [min_range, max_range] as float64, #non-finite, #out of range)."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
     finite = np.all(np.isfinite(pts), axis=1)
     rng = np.linalg.norm(np.where(finite[:, None], pts, 0.0), axis=1)
-    in_range = finite & (rng >= cfg.min_range) & (rng <= cfg.max_range)
-    kept = pts[in_range]
-    keys = np.floor(kept / cfg.voxel_size).astype(np.int64)
+    in_range = finite & (rng >= min_range) & (rng <= max_range)
+    return pts[in_range], int((~finite).sum()), int((finite & ~in_range).sum())
+
+
+def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = None) -> VoxelCells:
+    """Group (N, 3) points into voxels of ``cfg.voxel_size``; centroid per voxel.
+
+    The range band is measured from ``origin`` (default: the frame's origin), so
+    points already moved into the map frame can be filtered around the sensor.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
+    o = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+    kept, nonfinite, out_of_range = range_filter(pts - o, cfg.min_range, cfg.max_range)
+    kept = kept + o
     if kept.shape[0] == 0:
         empty = np.zeros((0, 3))
-        return VoxelCells(empty.astype(np.int64), empty, np.zeros(0, np.int64),
-                          int((~finite).sum()), int((finite & ~in_range).sum()))
+        return VoxelCells(empty.astype(np.int64), empty, np.zeros(0, np.int64), nonfinite, out_of_range)
+    keys = np.floor(kept / cfg.voxel_size).astype(np.int64)
     uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     sums = np.zeros((uniq.shape[0], 3))
@@ -62,6 +75,6 @@ def voxelize(points: np.ndarray, cfg: VoxelConfig) -> VoxelCells:
         keys=uniq,
         centroids=sums / counts[:, None],
         counts=counts.astype(np.int64),
-        dropped_nonfinite=int((~finite).sum()),
-        dropped_range=int((finite & ~in_range).sum()),
+        dropped_nonfinite=nonfinite,
+        dropped_range=out_of_range,
     )

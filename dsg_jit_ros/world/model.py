@@ -302,13 +302,7 @@ class WorldModel:
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"factor {f_type!r}: parameter {k!r} must be finite")
             values[k] = arr
-        key = (f_type, tuple(t.name for t in arg_types), tuple(sorted((k, v.shape[1:]) for k, v in values.items())))
-        group = self._groups.get(key)
-        if group is None:
-            d = self._residual_dim(spec, arg_types, {k: v[0] for k, v in values.items()})
-            cap = self._factor_capacity.get(f_type, 0)
-            group = _Group(spec, arg_types, {k: v.shape[1:] for k, v in values.items()}, d, cap)
-            self._groups[key] = group
+        key, group = self._group_for(spec, arg_types, {k: v.shape[1:] for k, v in values.items()})
         sqrt_info = weights.whitening_matrices(params, group.residual_dim, m)
         kind, scale = weights.kernel(params)
         rows = group.take(m)
@@ -328,6 +322,37 @@ class WorldModel:
                 self._var_factors.setdefault(v, set()).add(fid)
         self._graph = None
         return fids
+
+    def _group_for(self, spec: ResidualSpec, arg_types, shapes: dict[str, tuple]) -> tuple[tuple, _Group]:
+        """The batch for (f_type, argument types, parameter shapes), created if new."""
+        key = (spec.f_type, tuple(t.name for t in arg_types), tuple(sorted(shapes.items())))
+        group = self._groups.get(key)
+        if group is None:
+            examples = {k: np.zeros(v) for k, v in shapes.items()}
+            d = self._residual_dim(spec, arg_types, examples)
+            group = _Group(spec, arg_types, shapes, d, self._factor_capacity.get(spec.f_type, 0))
+            self._groups[key] = group
+            self._graph = None
+        return key, group
+
+    def declare_factor_type(self, f_type: str, var_types, params: Mapping[str, Any]) -> None:
+        """Create the empty batch of ``f_type`` on ``var_types`` with parameters shaped
+        like ``params`` (example values), at its configured capacity.
+
+        Declaring every batch up front fixes the graph's structure, so the first
+        solve's compilation serves all later edits (an online window's warm-up).
+        """
+        spec = self._residuals.get(f_type)
+        if spec is None:
+            raise KeyError(f"no residual registered for factor type {f_type!r}")
+        arg_types = tuple(self._types[t] if t in self._types else self._unknown_type(t) for t in var_types)
+        for t in var_types:
+            self._type_slots(t)
+        shapes = {k: np.shape(v) for k, v in params.items() if k not in weights.RESERVED_KEYS}
+        self._group_for(spec, arg_types, shapes)
+
+    def _unknown_type(self, name: str):
+        raise KeyError(f"unknown variable type {name!r}; known: {sorted(self._types)}")
 
     @staticmethod
     def _residual_dim(spec: ResidualSpec, arg_types, values) -> int:
