@@ -20,7 +20,7 @@ import numpy as np
 
 from dsg_jit_ros.geometry import so3
 from dsg_jit_ros.world import robust
-from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args
+from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args, lift_blocks
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,15 @@ def _retraction_jacobian(manifold: str, v: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.concatenate([top, bottom], axis=0)
 
 
-def _batch_linearize(b: FactorBatch, blocks) -> tuple[BatchLinearization, jnp.ndarray]:
-    args = gather_args(b, blocks)
+def _batch_linearize(b: FactorBatch, blocks, lifted) -> tuple[BatchLinearization, jnp.ndarray]:
+    closed_form = b.spec.tangent_jacobians
+    args = gather_args(b, lifted if closed_form is not None else blocks)
     dims = [t.dim for t in b.arg_types]
     splits = list(np.cumsum(dims)[:-1])
 
-    closed_form = b.spec.tangent_jacobians
-
     def one(xs, p, w):
         if closed_form is not None:
-            e, jacs = closed_form(jnp.concatenate(xs), p)
+            e, jacs = closed_form(xs, p)
             return w @ e, w @ jnp.concatenate(jacs, axis=1)
 
         def f(x_stacked):
@@ -87,9 +86,10 @@ def _batch_linearize(b: FactorBatch, blocks) -> tuple[BatchLinearization, jnp.nd
 def linearize(graph: FactorGraph, x: jnp.ndarray):
     """(list of BatchLinearization, total cost) of ``graph`` at flat state ``x``."""
     blocks = graph.layout.split(x)
+    lifted = lift_blocks(graph.layout, blocks)
     lins, cost = [], jnp.zeros((), dtype=x.dtype)
     for b in graph.batches:
-        lin, c = _batch_linearize(b, blocks)
+        lin, c = _batch_linearize(b, blocks, lifted)
         lins.append(lin)
         cost = cost + c
     return lins, cost

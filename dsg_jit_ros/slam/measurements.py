@@ -5,10 +5,12 @@
 *unweighted*: the factor graph applies the factor's whitening and kernel, so
 ``weight`` means the same thing for every factor (see ``world.graph``).
 
-The pose factors also carry ``fn.tangent_jacobians(x_stacked, params)`` ->
-``(e, [J_a])``: closed-form Jacobians with respect to each argument's tangent
-step (right perturbation for poses), which the linearisation uses instead of
-forward-mode autodiff (smaller programs, faster compiles).  Residuals without
+The pose factors also carry versions on *lifted* arguments (poses as 4x4
+``T_world_body``, computed once per variable rather than once per factor):
+``fn.lifted_residual(args, params) -> e`` and ``fn.tangent_jacobians(args,
+params) -> (e, [J_a])``, closed-form Jacobians with respect to each argument's
+tangent step (right perturbation for poses), which the linearisation uses
+instead of forward-mode autodiff (smaller programs, faster compiles).  Residuals without
 it (the seeds' own, any user function) are differentiated automatically; the
 tests check both against finite differences.
 """
@@ -72,18 +74,10 @@ def between_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     return se3.between_error(t_i, t_j, params["T_ij"])
 
 
-def _odom_jacobians(x, params):
-    return _between_jacobians(
-        se3.vec_to_matrix(x[:6]), se3.vec_to_matrix(x[6:12]), se3.vec_to_matrix(params["measurement"])
-    )
-
-
-def _between_se3_jacobians(x, params):
-    return _between_jacobians(se3.vec_to_matrix(x[:6]), se3.vec_to_matrix(x[6:12]), params["T_ij"])
-
-
-odom_se3_residual.tangent_jacobians = _odom_jacobians
-between_se3_residual.tangent_jacobians = _between_se3_jacobians
+odom_se3_residual.lifted_residual = lambda a, p: se3.between_error(a[0], a[1], se3.vec_to_matrix(p["measurement"]))
+odom_se3_residual.tangent_jacobians = lambda a, p: _between_jacobians(a[0], a[1], se3.vec_to_matrix(p["measurement"]))
+between_se3_residual.lifted_residual = lambda a, p: se3.between_error(a[0], a[1], p["T_ij"])
+between_se3_residual.tangent_jacobians = lambda a, p: _between_jacobians(a[0], a[1], p["T_ij"])
 
 
 def voxel_point_observation_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
@@ -102,15 +96,21 @@ def pose_voxel_point_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     return t_wb[:3, :3].T @ (v - t_wb[:3, 3]) - params["point_body"]
 
 
-def _pose_voxel_point_jacobians(x, params):
+def _pose_voxel_point_lifted(args, params):
+    t_wb, v = args
+    return t_wb[:3, :3].T @ (v - t_wb[:3, 3]) - params["point_body"]
+
+
+def _pose_voxel_point_jacobians(args, params):
     """e = R^T (v - t) - p: de/drho = -I, de/dphi = [q]x with q = R^T (v - t), de/dv = R^T."""
-    t_wb = se3.vec_to_matrix(x[:6])
+    t_wb, v = args
     r_t = t_wb[:3, :3].T
-    q = r_t @ (x[6:9] - t_wb[:3, 3])
-    jac_pose = jnp.concatenate([-jnp.eye(3, dtype=x.dtype), so3.hat(q)], axis=1)
+    q = r_t @ (v - t_wb[:3, 3])
+    jac_pose = jnp.concatenate([-jnp.eye(3, dtype=v.dtype), so3.hat(q)], axis=1)
     return q - params["point_body"], [jac_pose, r_t]
 
 
+pose_voxel_point_residual.lifted_residual = _pose_voxel_point_lifted
 pose_voxel_point_residual.tangent_jacobians = _pose_voxel_point_jacobians
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from dsg_jit_ros.geometry import se3
 from dsg_jit_ros.world import robust
 from dsg_jit_ros.world.variables import VariableType
 
@@ -49,8 +50,13 @@ class ResidualSpec:
 
     @property
     def tangent_jacobians(self):
-        """Closed-form ``(e, [J_a])`` of the residual if it provides one, else None."""
+        """Closed-form ``(e, [J_a])`` on lifted arguments if the function has one."""
         return getattr(self.fn, "tangent_jacobians", None)
+
+    @property
+    def lifted_residual(self):
+        """The residual on lifted arguments (poses as 4x4) if the function has one."""
+        return getattr(self.fn, "lifted_residual", None)
 
     @property
     def takes_context(self) -> bool:
@@ -156,13 +162,30 @@ def gather_args(batch: FactorBatch, blocks: tuple[jnp.ndarray, ...]) -> list[jnp
     return [blocks[p][batch.slots[:, a]] for a, p in enumerate(batch.arg_positions)]
 
 
-def whitened_errors(batch: FactorBatch, args: list[jnp.ndarray]) -> jnp.ndarray:
-    """Whitened residuals ``W e`` of every slot, (cap, d); zero in unused slots."""
+def lift_blocks(layout: StateLayout, blocks) -> tuple[jnp.ndarray, ...]:
+    """Per-type blocks with poses lifted to (cap, 4, 4) matrices, once per variable,
+    for residuals that take lifted arguments (``fn.lifted_residual``)."""
+    return tuple(
+        jax.vmap(se3.vec_to_matrix)(b) if t.manifold == "se3" else b for t, b in zip(layout.types, blocks)
+    )
 
-    def one(xs, p, w):
-        return w @ batch.spec(jnp.concatenate(xs), p, batch.arg_types)
 
-    r = jax.vmap(one)(args, batch.params, batch.sqrt_info)
+def whitened_errors(batch: FactorBatch, blocks, lifted=None) -> jnp.ndarray:
+    """Whitened residuals ``W e`` of every slot, (cap, d); zero in unused slots.
+
+    ``lifted`` (from ``lift_blocks``) is used by residuals that accept it.
+    """
+    fast = batch.spec.lifted_residual
+    if fast is not None and lifted is not None:
+        args = gather_args(batch, lifted)
+        r = jax.vmap(lambda a, p, w: w @ fast(a, p))(args, batch.params, batch.sqrt_info)
+    else:
+        args = gather_args(batch, blocks)
+
+        def one(xs, p, w):
+            return w @ batch.spec(jnp.concatenate(xs), p, batch.arg_types)
+
+        r = jax.vmap(one)(args, batch.params, batch.sqrt_info)
     return jnp.where(batch.mask[:, None], r, 0.0)
 
 
@@ -175,9 +198,10 @@ def robust_residuals(batch: FactorBatch, r: jnp.ndarray) -> jnp.ndarray:
 def graph_residual(graph: FactorGraph, x: jnp.ndarray) -> jnp.ndarray:
     """Flat robust whitened residual of the whole graph (unused slots give zeros)."""
     blocks = graph.layout.split(x)
+    lifted = lift_blocks(graph.layout, blocks) if any(b.spec.lifted_residual for b in graph.batches) else None
     parts = []
     for b in graph.batches:
-        r = whitened_errors(b, gather_args(b, blocks))
+        r = whitened_errors(b, blocks, lifted)
         parts.append(robust_residuals(b, r).reshape(-1))
     if not parts:
         return jnp.zeros((0,), dtype=x.dtype)
