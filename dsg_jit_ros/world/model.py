@@ -179,6 +179,7 @@ class WorldModel:
         self._next_var = 0
         self._next_factor = 0
         self._graph: FactorGraph | None = None
+        self._index: dict[int, tuple[int, int]] | None = None
         for name, cap in self._var_capacity.items():
             self._type_slots(name, cap)
 
@@ -204,6 +205,7 @@ class WorldModel:
         if name not in self._slots:
             cap = capacity if capacity is not None else self._var_capacity.get(name, 0)
             self._slots[name] = _TypeSlots(self._types[name], cap)
+            self._graph, self._index = None, None  # the layout changed
         return self._slots[name]
 
     def add_variable(self, var_type: str, value) -> int:
@@ -219,6 +221,7 @@ class WorldModel:
         self._next_var += 1
         self._vars[vid] = _Var(var_type, slot)
         self._graph = None
+        self._index = None
         return vid
 
     @staticmethod
@@ -252,6 +255,7 @@ class WorldModel:
         self._slots[v.type_name].release(v.slot)
         del self._vars[var_id]
         self._var_factors.pop(int(var_id), None)
+        self._index = None
         self._graph = None
 
     def _var(self, var_id: int) -> _Var:
@@ -443,9 +447,12 @@ class WorldModel:
         """Flat float64 state and ``index``: var id -> (start, stop) in it."""
         layout = self.layout
         x = np.concatenate([self._slots[t.name].values.reshape(-1) for t in layout.types]) if layout.types else np.zeros(0)
-        return jnp.asarray(x, dtype=jnp.float64), self.state_index()
+        return jnp.asarray(x, dtype=jnp.float64), dict(self.state_index())
 
     def state_index(self) -> dict[int, tuple[int, int]]:
+        """Var id -> (start, stop) in the flat state (cached until variables change)."""
+        if self._index is not None:
+            return self._index
         layout = self.layout
         offsets = {t.name: o for t, o in zip(layout.types, layout.offsets)}
         index = {}
@@ -453,6 +460,7 @@ class WorldModel:
             dim = self._types[v.type_name].dim
             start = offsets[v.type_name] + v.slot * dim
             index[vid] = (start, start + dim)
+        self._index = index
         return index
 
     def unpack_state(self, x) -> dict[int, jnp.ndarray]:
@@ -461,12 +469,13 @@ class WorldModel:
 
     def update_from_state(self, x) -> None:
         """Write a solved flat state back into the stored variable values."""
+        layout = self.layout
         x = np.asarray(x, dtype=np.float64)
-        if x.shape != (self.layout.size,):
-            raise ValueError(f"state must have shape ({self.layout.size},), got {x.shape}")
-        for vid, (a, b) in self.state_index().items():
-            v = self._vars[vid]
-            self._slots[v.type_name].values[v.slot] = x[a:b]
+        if x.shape != (layout.size,):
+            raise ValueError(f"state must have shape ({layout.size},), got {x.shape}")
+        for t, block in zip(layout.types, layout.split(x)):
+            slots = self._slots[t.name]
+            slots.values[slots.used] = block[slots.used]  # one assignment per type
 
     def build_residual(self) -> "GraphResidual":
         """Residual function ``r(x)`` of the current graph (a snapshot of it)."""
