@@ -42,6 +42,16 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rel-tol", type=float, default=None, help="LMConfig.rel_tol (GTSAM uses it too)")
     parser.add_argument("--abs-tol", type=float, default=None, help="LMConfig.abs_tol (GTSAM uses it too)")
     parser.add_argument("--no-gtsam", action="store_true", help="skip the GTSAM run")
+    parser.add_argument("--cache", default=None,
+                        help="persistent compilation cache directory (compile_s then measures a warm start)")
+
+
+def apply_cache(args: argparse.Namespace) -> None:
+    """Enable the persistent compilation cache when ``--cache`` was given."""
+    if args.cache:
+        from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
+
+        enable_persistent_cache(args.cache)
 
 
 def choose_linear_solver(name: str, state_dim: int) -> str:

@@ -22,6 +22,7 @@ import gtsam
 import numpy as np
 
 from _common import (
+    apply_cache,
     add_lm_arguments,
     cfg_overrides,
     choose_linear_solver,
@@ -92,6 +93,7 @@ def bench_ours(args, pg: PoseGraph, poses: np.ndarray) -> tuple[dict, dict]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    apply_cache(args)
     (pg, read_s) = timed(lambda: read_g2o(args.file))
     poses, init_s = initial_poses(pg, args.init)
     base = {"dataset": os.path.basename(args.file), "init": args.init, "init_s": init_s,

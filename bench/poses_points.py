@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from _common import (
+    apply_cache,
     add_lm_arguments,
     cfg_overrides,
     choose_linear_solver,
@@ -181,6 +182,7 @@ def accuracy(data: dict, pose_vals: np.ndarray, points: np.ndarray) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    apply_cache(args)
     data, synth_s = timed(lambda: synthesize(args.poses, args.points, args.obs, args.sigma, args.seed))
     base = {"dataset": f"synthetic_poses{args.poses}_points{args.points}_obs{len(data['z'])}_seed{args.seed}",
             "init": "odometry", "poses": args.poses, "points": args.points, "obs": int(len(data["z"])),
