@@ -35,7 +35,6 @@ from _common import (
     environment,
     lm_config,
     ours_record,
-    pose3_values,
     pose_vals_from_values,
     run_gtsam,
     run_ours,

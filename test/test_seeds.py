@@ -4,7 +4,6 @@ and the HERO (001/002) and exp15 (003) experiments from examples/."""
 import re
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

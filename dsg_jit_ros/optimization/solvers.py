@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from dsg_jit_ros.optimization import linear_solvers
 from dsg_jit_ros.optimization.compile_count import counted_jit
-from dsg_jit_ros.optimization.linearize import gradient, hessian_matvec, linearize
+from dsg_jit_ros.optimization.linearize import gradient, linearize
 from dsg_jit_ros.slam.manifold import retract_by_metadata, retract_state
 from dsg_jit_ros.world.graph import FactorGraph, graph_cost
 from dsg_jit_ros.world.model import GraphResidual
