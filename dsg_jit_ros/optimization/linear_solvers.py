@@ -127,9 +127,7 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
                 hlp[p] = hlp[p].at[slot[:, None], cols[a], :].add(blk)
     gb = layout.split(g)
     g_red = jnp.concatenate([gb[p].reshape(-1) for p in keep])
-    # unused pose slots act as identity rows
-    unused = 1.0 - jnp.concatenate([jnp.repeat(graph.var_masks[p].astype(dtype), layout.types[p].dim) for p in keep])
-    hpp = hpp + jnp.diag(unused)
+    hpp = hpp + jnp.diag(lin_mod.unused_dofs(graph, dtype, keep))  # unused pose slots: identity rows
     dp = jnp.maximum(jnp.diag(hpp), min_diag)
     s = hpp + jnp.diag(lam * dp)
     rhs = -g_red
@@ -155,20 +153,6 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
             back = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
             out.append(jnp.einsum("lab,lb->la", hll_inv[i], back))
     return layout.join(out)
-
-
-def _hessian_triplets(graph: FactorGraph, lins):
-    """Per batch: (cap, D) state indices and (cap, D, D) ``J^T J`` blocks."""
-    offsets = graph.layout.offsets
-    out = []
-    for b, lin in zip(graph.batches, lins):
-        cols = [
-            offsets[p] + b.slots[:, a, None] * t.dim + jnp.arange(t.dim)
-            for a, (p, t) in enumerate(zip(b.arg_positions, b.arg_types))
-        ]
-        jac = jnp.concatenate(lin.jacobians, axis=2)
-        out.append((jnp.concatenate(cols, axis=1), jnp.einsum("cdk,cdl->ckl", jac, jac)))
-    return out
 
 
 def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> np.ndarray:
@@ -200,10 +184,7 @@ def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     layout = graph.layout
     diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
     hdiag = layout.join([jnp.diagonal(hb, axis1=1, axis2=2) for hb in diag_blocks])
-    unused = 1.0 - jnp.concatenate(
-        [jnp.repeat(m.astype(x.dtype), t.dim) for t, m in zip(layout.types, graph.var_masks)]
-    )
-    diag = unused + lam * jnp.maximum(hdiag, min_diag)
-    flat = [a for pair in _hessian_triplets(graph, lins) for a in pair]
+    diag = lin_mod.unused_dofs(graph, x.dtype) + lam * jnp.maximum(hdiag, min_diag)
+    flat = [a for pair in lin_mod.hessian_blocks(graph, lins) for a in pair]
     callback = functools.partial(_host_sparse_solve, graph.state_size)
     return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype), diag, -g, *flat)

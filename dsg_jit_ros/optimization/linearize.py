@@ -133,22 +133,41 @@ def hessian_matvec(graph: FactorGraph, lins, v: jnp.ndarray) -> jnp.ndarray:
     return graph.layout.join(out)
 
 
+def unused_dofs(graph: FactorGraph, dtype, positions=None) -> jnp.ndarray:
+    """1.0 on every state entry of an unused variable slot (of the layout types at
+    ``positions``, default all), else 0.0: added to a Hessian's diagonal, it turns
+    empty slots into identity rows so the solve leaves them at zero."""
+    types = graph.layout.types
+    positions = range(len(types)) if positions is None else positions
+    masks = [jnp.repeat(graph.var_masks[p].astype(dtype), types[p].dim) for p in positions]
+    return 1.0 - jnp.concatenate(masks) if masks else jnp.zeros(0, dtype)
+
+
+def factor_columns(graph: FactorGraph, b: FactorBatch) -> jnp.ndarray:
+    """(cap, D) flat-state indices of every factor's arguments, concatenated."""
+    offsets = graph.layout.offsets
+    cols = [
+        offsets[p] + b.slots[:, a, None] * t.dim + jnp.arange(t.dim)
+        for a, (p, t) in enumerate(zip(b.arg_positions, b.arg_types))
+    ]
+    return jnp.concatenate(cols, axis=1)
+
+
+def hessian_blocks(graph: FactorGraph, lins):
+    """Per batch: ((cap, D) state indices, (cap, D, D) ``J^T J`` blocks)."""
+    out = []
+    for b, lin in zip(graph.batches, lins):
+        jac = jnp.concatenate(lin.jacobians, axis=2)
+        out.append((factor_columns(graph, b), jnp.einsum("cdk,cdl->ckl", jac, jac)))
+    return out
+
+
 def dense_hessian(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:
     """Dense (N, N) ``J^T J`` assembled by one scatter-add per batch; I on unused slots."""
     n = graph.state_size
-    h = jnp.zeros((n, n), dtype=x.dtype)
-    offsets = graph.layout.offsets
-    for b, lin in zip(graph.batches, lins):
-        cols = []
-        for a, (p, t) in enumerate(zip(b.arg_positions, b.arg_types)):
-            cols.append(offsets[p] + b.slots[:, a, None] * t.dim + jnp.arange(t.dim))
-        idx = jnp.concatenate(cols, axis=1)  # (cap, D)
-        jac = jnp.concatenate(lin.jacobians, axis=2)  # (cap, d, D)
-        blocks = jnp.einsum("cdk,cdl->ckl", jac, jac)
+    h = jnp.zeros((n, n), dtype=x.dtype).reshape(-1)
+    for idx, blocks in hessian_blocks(graph, lins):
         # one flat scalar scatter: XLA:CPU runs 2-D fancy-index scatters far slower
         flat = (idx[:, :, None] * n + idx[:, None, :]).reshape(-1)
-        h = h.reshape(-1).at[flat].add(blocks.reshape(-1)).reshape(n, n)
-    unused = 1.0 - jnp.concatenate(
-        [jnp.repeat(m.astype(x.dtype), t.dim) for t, m in zip(graph.layout.types, graph.var_masks)]
-    ) if graph.layout.types else jnp.zeros(0)
-    return h + jnp.diag(unused)
+        h = h.at[flat].add(blocks.reshape(-1))
+    return h.reshape(n, n) + jnp.diag(unused_dofs(graph, x.dtype))
