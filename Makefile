@@ -6,10 +6,10 @@ STAMP := .venv/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt setup.py setup.cfg
+$(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py setup.cfg
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-ros.txt -r requirements-test.txt
 	# gtsam 4.3.0's wheel declares pytest>=9 for its own test helpers; it needs only numpy
 	$(PY) -m pip install --quiet --no-deps gtsam==4.3.0
 	$(PY) -m pip install --quiet --no-deps -e .
