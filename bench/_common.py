@@ -19,15 +19,13 @@ import gtsam
 import jax
 import numpy as np
 
-from dsg_jit_ros.geometry import se3
+from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 
 #: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else the
 #: host sparse LU (PCG with block-Jacobi does not converge on parking-garage).
 AUTO_DENSE_MAX_DIM = 3000
 
-_vec_to_matrix = jax.jit(jax.vmap(se3.vec_to_matrix))
-_matrix_to_vec = jax.jit(jax.vmap(se3.matrix_to_vec))
 
 
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +149,7 @@ def run_gtsam(graph: gtsam.NonlinearFactorGraph, initial: gtsam.Values, cfg: LMC
 def pose3_values(keys, pose_vals: np.ndarray, values: gtsam.Values | None = None) -> gtsam.Values:
     """Insert ``Pose3`` of each pose value ``[t, rotvec]`` (n, 6) under ``keys``."""
     values = gtsam.Values() if values is None else values
-    for key, mat in zip(keys, np.asarray(_vec_to_matrix(np.asarray(pose_vals, dtype=np.float64)))):
+    for key, mat in zip(keys, pose_matrices(pose_vals)):
         values.insert(int(key), gtsam.Pose3(mat))
     return values
 
@@ -167,7 +165,7 @@ def pose3_matrices_to_values(keys, matrices: np.ndarray, values: gtsam.Values | 
 def pose_vals_from_values(values: gtsam.Values, keys) -> np.ndarray:
     """(n, 6) pose values ``[t, rotvec]`` of the ``Pose3`` under ``keys``."""
     mats = np.stack([values.atPose3(int(k)).matrix() for k in keys])
-    return np.asarray(_matrix_to_vec(mats))
+    return pose_values(mats)
 
 
 def state_rows(index: dict[int, tuple[int, int]], var_ids) -> np.ndarray:

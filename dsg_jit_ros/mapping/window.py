@@ -31,7 +31,7 @@ from dsg_jit_ros.mapping.voxelize import VoxelConfig, voxelize
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_point_residual, prior_residual
-from dsg_jit_ros.slam.pose_graph import pose_values
+from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 from dsg_jit_ros.world.model import WorldModel
 
 
@@ -88,15 +88,6 @@ class SolveStats:
     dropped_capacity: int
 
 
-def _matrix(v: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    out = np.eye(4)
-    out[:3, :3] = Rotation.from_rotvec(v[3:]).as_matrix()
-    out[:3, 3] = v[:3]
-    return out
-
-
 class SlidingWindow:
     """Keyframes + voxels, optimised with the jitted LM on fixed capacities."""
 
@@ -128,8 +119,10 @@ class SlidingWindow:
     @property
     def keyframe_poses(self) -> list[tuple[float, np.ndarray]]:
         """All keyframes so far, (stamp, T_map_body): frozen ones, then the window's."""
-        window = [(k.stamp, _matrix(self.wm.get_variable_value(k.var))) for k in self._keyframes]
-        return self.trajectory + window
+        if not self._keyframes:
+            return list(self.trajectory)
+        mats = pose_matrices(np.stack([self.wm.get_variable_value(k.var) for k in self._keyframes]))
+        return self.trajectory + [(k.stamp, m) for k, m in zip(self._keyframes, mats)]
 
     @property
     def t_map_odom(self) -> np.ndarray:
@@ -137,12 +130,16 @@ class SlidingWindow:
         if not self._keyframes:
             return np.eye(4)
         k = self._keyframes[-1]
-        return _matrix(self.wm.get_variable_value(k.var)) @ np.linalg.inv(k.t_odom_body)
+        return self._pose(k.var) @ np.linalg.inv(k.t_odom_body)
 
     def voxel_centres(self) -> np.ndarray:
         """(M, 3) positions of active and frozen voxels (m, map frame)."""
         active = [self.wm.get_variable_value(v) for v in self._voxels.values()]
         return np.array(active + list(self.frozen_voxels.values())).reshape(-1, 3)
+
+    def _pose(self, var: int) -> np.ndarray:
+        """T_map_body of a keyframe variable."""
+        return pose_matrices(self.wm.get_variable_value(var)[None])[0]
 
     # ---- update ---------------------------------------------------------
     def add_keyframe(self, stamp: float, t_odom_body: np.ndarray, points_body: np.ndarray) -> SolveStats:
@@ -168,7 +165,7 @@ class SlidingWindow:
             # re-voxelise the new cloud under the refined pose (ICP-like): the cells'
             # contents were conditioned on the predicted pose
             self._forget_observations(kf)
-            self._observe(kf, _matrix(self.wm.get_variable_value(kf.var)), points_body)
+            self._observe(kf, self._pose(kf.var), points_body)
             stats = self._solve()
         return stats
 
@@ -233,7 +230,7 @@ class SlidingWindow:
 
     def _drop_oldest(self) -> None:
         old = self._keyframes.pop(0)
-        self.trajectory.append((old.stamp, _matrix(self.wm.get_variable_value(old.var))))
+        self.trajectory.append((old.stamp, self._pose(old.var)))
         for f in old.factors:
             self.wm.remove_factor(f)
         # the odom factor from `old` to the new oldest keyframe is owned by the latter

@@ -95,8 +95,8 @@ def linearize(graph: FactorGraph, x: jnp.ndarray):
     return lins, cost
 
 
-def _zeros_blocks(graph: FactorGraph, x: jnp.ndarray, extra=()):
-    return [jnp.zeros((c, t.dim) + tuple(extra), dtype=x.dtype) for t, c in zip(graph.layout.types, graph.layout.capacities)]
+def _zeros_blocks(graph: FactorGraph, x: jnp.ndarray):
+    return [jnp.zeros((c, t.dim), dtype=x.dtype) for t, c in zip(graph.layout.types, graph.layout.capacities)]
 
 
 def gradient(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:

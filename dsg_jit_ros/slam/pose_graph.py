@@ -19,11 +19,17 @@ ANCHOR_SIGMA = 1e-6  # metres / radians: effectively fixes the anchor pose
 
 
 _MATRIX_TO_VEC = jax.jit(jax.vmap(se3.matrix_to_vec))
+_VEC_TO_MATRIX = jax.jit(jax.vmap(se3.vec_to_matrix))
 
 
 def pose_values(poses: np.ndarray) -> np.ndarray:
     """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector]."""
     return np.asarray(_MATRIX_TO_VEC(np.asarray(poses, dtype=np.float64)))
+
+
+def pose_matrices(values: np.ndarray) -> np.ndarray:
+    """(n, 6) pose values [t, rotation vector] -> (n, 4, 4) T_world_body."""
+    return np.asarray(_VEC_TO_MATRIX(np.asarray(values, dtype=np.float64)))
 
 
 def world_model_from_pose_graph(
