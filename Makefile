@@ -1,17 +1,22 @@
 # dsg_jit_ros: set-up, demo, tests, benchmarks.  Everything runs in .venv at the repo root.
 PY := .venv/bin/python
 STAMP := .venv/.installed
+# ROS interface packages built by interfaces/build.sh (msg/, srv/ -> dsg_jit_ros_msgs; tf2_msgs)
+INTERFACES := requirements-build.txt interfaces/build.sh $(wildcard msg/*.msg srv/*.srv \
+	interfaces/*/CMakeLists.txt interfaces/*/package.xml interfaces/*/msg/*.msg interfaces/cmake/*.cmake)
 
 .PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py setup.cfg
+$(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py setup.cfg $(INTERFACES)
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-ros.txt -r requirements-test.txt
 	# gtsam 4.3.0's wheel declares pytest>=9 for its own test helpers; it needs only numpy
 	$(PY) -m pip install --quiet --no-deps gtsam==4.3.0
+	# dsg_jit_ros_msgs (and tf2_msgs where no distribution has it) into .venv; skips what is current
+	bash interfaces/build.sh .venv
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
