@@ -132,6 +132,11 @@ class SlidingWindow:
         k = self._keyframes[-1]
         return self._pose(k.var) @ np.linalg.inv(k.t_odom_body)
 
+    @property
+    def newest_keyframe_var(self) -> int | None:
+        """Variable id of the newest keyframe (None before the first)."""
+        return self._keyframes[-1].var if self._keyframes else None
+
     def voxel_centres(self) -> np.ndarray:
         """(M, 3) positions of active and frozen voxels (m, map frame)."""
         active = [self.wm.get_variable_value(v) for v in self._voxels.values()]
@@ -157,6 +162,7 @@ class SlidingWindow:
             self._anchor = self.wm.add_factor("prior", (var,), {"target": pose_values(t_map_body[None])[0],
                                                                   "sigma": self.cfg.anchor_sigma})
         self._keyframes.append(kf)
+        drops_before = (self.dropped_capacity, self.dropped_points)
         self._observe(kf, t_map_body, points_body)
         while len(self._keyframes) > self.cfg.window_size:
             self._drop_oldest()
@@ -165,6 +171,7 @@ class SlidingWindow:
             # re-voxelise the new cloud under the refined pose (ICP-like): the cells'
             # contents were conditioned on the predicted pose
             self._forget_observations(kf)
+            self.dropped_capacity, self.dropped_points = drops_before  # count the final association only
             self._observe(kf, self._pose(kf.var), points_body)
             stats = self._solve()
         return stats

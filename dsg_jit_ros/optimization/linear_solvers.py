@@ -87,20 +87,17 @@ def _reduced_columns(graph: FactorGraph, keep: list[int]):
     return offsets, acc
 
 
-def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
-    """Damped Newton step eliminating the Euclidean variables (points, voxels).
+def schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """The reduced pose system of the damped normal equations.
 
-    Their Hessian is block-diagonal as long as no factor joins two of them, so
-    ``S = Hpp - Hpl Hll^-1 Hlp`` is formed densely over the pose variables only
-    (memory ~ n_points x pose_dims), solved by Cholesky, and the points are
-    recovered by back-substitution.  Falls back to ``dense_solve`` when the graph
-    has no Euclidean or no pose variables.
+    Returns ``(s, rhs, back)``: ``s = Hpp + lam Dp - Hpl (Hll + lam Dl)^-1 Hlp``
+    over the kept (pose) variables, its right-hand side, and ``back(d_red)``
+    recovering the full step.  Shared by the Schur solver and the marginal
+    covariance (``optimization.covariance``).
     """
     layout = graph.layout
     elim = [i for i, t in enumerate(layout.types) if t.manifold == "euclidean"]
     keep = [i for i in range(len(layout.types)) if i not in elim]
-    if not elim or not keep:
-        return dense_solve(graph, lins, x, g, lam, min_diag)
     red_off, n_red = _reduced_columns(graph, keep)
     dtype = x.dtype
     hpp = jnp.zeros((n_red, n_red), dtype=dtype)
@@ -142,17 +139,47 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
         c = jnp.einsum("lia,lab->lib", hlp[p], hll_inv[p])  # Hpl Hll^-1, (L, n_red, d)
         s = s - jnp.einsum("lia,lja->ij", c, hlp[p])
         rhs = rhs + jnp.einsum("lia,la->i", c, gb[p])
+
+    def back(d_red):
+        out = []
+        for i in range(len(layout.types)):
+            if i in keep:
+                n = layout.types[i].dim * layout.capacities[i]
+                out.append(jax.lax.dynamic_slice_in_dim(d_red, red_off[i], n).reshape(-1, layout.types[i].dim))
+            else:
+                back_rhs = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
+                out.append(jnp.einsum("lab,lb->la", hll_inv[i], back_rhs))
+        return layout.join(out)
+
+    return s, rhs, back
+
+
+def reduced_offset(graph: FactorGraph, position: int) -> int:
+    """Offset of variable type ``position`` in the reduced (Schur) pose system."""
+    keep = [i for i, t in enumerate(graph.layout.types) if t.manifold != "euclidean"]
+    return _reduced_columns(graph, keep)[0][position]
+
+
+def has_schur_structure(graph: FactorGraph) -> bool:
+    """True when the graph has both Euclidean (eliminable) and other variables."""
+    kinds = {t.manifold == "euclidean" for t in graph.layout.types}
+    return kinds == {True, False}
+
+
+def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """Damped Newton step eliminating the Euclidean variables (points, voxels).
+
+    Their Hessian is block-diagonal as long as no factor joins two of them, so
+    ``S = Hpp - Hpl Hll^-1 Hlp`` is formed densely over the pose variables only
+    (memory ~ n_points x pose_dims), solved by Cholesky, and the points are
+    recovered by back-substitution.  Falls back to ``dense_solve`` when the graph
+    has no Euclidean or no pose variables.
+    """
+    if not has_schur_structure(graph):
+        return dense_solve(graph, lins, x, g, lam, min_diag)
+    s, rhs, back = schur_system(graph, lins, x, g, lam, min_diag)
     chol = jnp.linalg.cholesky(s)
-    d_red = jax.scipy.linalg.cho_solve((chol, True), rhs)
-    out = []
-    for i in range(len(layout.types)):
-        if i in keep:
-            n = layout.types[i].dim * layout.capacities[i]
-            out.append(jax.lax.dynamic_slice_in_dim(d_red, red_off[i], n).reshape(-1, layout.types[i].dim))
-        else:
-            back = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
-            out.append(jnp.einsum("lab,lb->la", hll_inv[i], back))
-    return layout.join(out)
+    return back(jax.scipy.linalg.cho_solve((chol, True), rhs))
 
 
 def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> np.ndarray:

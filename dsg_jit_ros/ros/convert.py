@@ -4,17 +4,19 @@ PointCloud2 -> (N, 3) float32 body-frame points, honouring ``point_step``,
 ``row_step``, field offsets and endianness; extra fields are ignored.  Anything
 that cannot be read exactly (missing x/y/z, non-FLOAT32 coordinates, data
 shorter than declared) raises ``ConversionError`` with the reason, for the node
-to count and log.  Odometry -> (stamp s, T_parent_child 4x4).
+to count and log.  Odometry -> (stamp s, T_parent_child 4x4).  The node's
+outputs (path, odometry with covariance, TF, voxel markers) are built here too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose
-from nav_msgs.msg import Odometry
+from geometry_msgs.msg import Point, Pose, PoseStamped, Transform, TransformStamped
+from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import PointCloud2, PointField
-from std_msgs.msg import Header
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
 from transforms3d.quaternions import mat2quat, quat2mat
 
 
@@ -102,3 +104,64 @@ def matrix_to_pose(t: np.ndarray) -> Pose:
 def odometry_to_matrix(msg: Odometry) -> tuple[float, np.ndarray]:
     """(stamp s, T_odom_body) of an Odometry message (frames: header / child_frame_id)."""
     return stamp_to_sec(msg.header.stamp), pose_to_matrix(msg.pose.pose)
+
+
+def path_msg(stamps: list[float], poses: list[np.ndarray], frame_id: str, stamp: Time) -> Path:
+    """nav_msgs/Path of poses ``T_frame_body`` (4x4) with their own stamps (s)."""
+    path = Path(header=Header(frame_id=frame_id, stamp=stamp))
+    path.poses = [PoseStamped(header=Header(frame_id=frame_id, stamp=sec_to_stamp(t)), pose=matrix_to_pose(m))
+                  for t, m in zip(stamps, poses)]
+    return path
+
+
+def rotate_covariance(cov_body: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """A [rho, phi] (body-frame) pose covariance expressed along the parent frame's
+    axes, as ROS's (x, y, z, rot x, rot y, rot z) pose covariance expects."""
+    r6 = np.zeros((6, 6))
+    r6[:3, :3] = rotation
+    r6[3:, 3:] = rotation
+    return r6 @ cov_body @ r6.T
+
+
+def odometry_msg(src: Odometry, frame_id: str, t_frame_body: np.ndarray, cov_body: np.ndarray | None) -> Odometry:
+    """``src`` re-expressed in ``frame_id``: same stamp, child frame and twist (body
+    frame), pose ``t_frame_body``, pose covariance from ``cov_body`` (or zeros)."""
+    out = Odometry(header=Header(frame_id=frame_id, stamp=src.header.stamp), child_frame_id=src.child_frame_id)
+    out.pose.pose = matrix_to_pose(t_frame_body)
+    if cov_body is not None:
+        out.pose.covariance = rotate_covariance(cov_body, t_frame_body[:3, :3]).reshape(-1).tolist()
+    out.twist = src.twist
+    return out
+
+
+def transform_stamped(t_parent_child: np.ndarray, parent: str, child: str, stamp: Time) -> TransformStamped:
+    """geometry_msgs/TransformStamped of ``T_parent_child``."""
+    pose = matrix_to_pose(t_parent_child)
+    tf = Transform()
+    tf.translation.x, tf.translation.y, tf.translation.z = pose.position.x, pose.position.y, pose.position.z
+    tf.rotation = pose.orientation
+    return TransformStamped(header=Header(frame_id=parent, stamp=stamp), child_frame_id=child, transform=tf)
+
+
+def height_colours(z: np.ndarray) -> np.ndarray:
+    """(N, 4) RGBA in [0, 1]: blue (lowest) -> green -> red (highest)."""
+    z = np.asarray(z, dtype=np.float64)
+    s = (z - z.min()) / max(float(np.ptp(z)), 1e-9) if z.size else z
+    rgba = np.ones((z.size, 4))
+    rgba[:, 0] = np.clip(2.0 * s - 1.0, 0.0, 1.0)
+    rgba[:, 1] = 1.0 - np.abs(2.0 * s - 1.0)
+    rgba[:, 2] = np.clip(1.0 - 2.0 * s, 0.0, 1.0)
+    return rgba
+
+
+def voxel_markers(centres: np.ndarray, size: float, frame_id: str, stamp: Time) -> MarkerArray:
+    """One CUBE_LIST marker (ns "voxels", id 0) of voxel centres (m), coloured by height."""
+    c = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    m = Marker(header=Header(frame_id=frame_id, stamp=stamp), ns="voxels", id=0, type=Marker.CUBE_LIST,
+               action=Marker.ADD)
+    m.pose.orientation.w = 1.0
+    m.scale.x = m.scale.y = m.scale.z = float(size)
+    m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in c]
+    m.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a)) for r, g, b, a in height_colours(c[:, 2])]
+    return MarkerArray(markers=[m])

@@ -243,6 +243,10 @@ class WorldModel:
         v = self._var(var_id)
         return self._slots[v.type_name].values[v.slot].copy()
 
+    def variable_slot(self, var_id: int) -> int:
+        """Row of ``var_id`` among its type's slots (what jitted code indexes by)."""
+        return int(self._var(var_id).slot)
+
     def variable_type(self, var_id: int) -> str:
         return self._var(var_id).type_name
 

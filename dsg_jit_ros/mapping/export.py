@@ -1,0 +1,51 @@
+"""Writing what the pipeline built: map (PLY), trajectory (TUM), pose graph (g2o).
+
+File names are fixed (``map.ply``, ``trajectory.tum``, ``graph.g2o``) so tools
+and the team can rely on them; each file is written atomically.  The g2o graph
+holds every keyframe pose ``T_map_body`` and the odometry increments between
+consecutive keyframes with the window's odometry information (the voxel
+observations have no standard g2o type and are left out).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dsg_jit_ros.io.g2o import PoseGraph, write_g2o
+from dsg_jit_ros.io.ply import write_ply
+from dsg_jit_ros.io.tum import write_tum
+from dsg_jit_ros.mapping.pipeline import SlamPipeline
+
+MAP_FILE, TRAJECTORY_FILE, GRAPH_FILE = "map.ply", "trajectory.tum", "graph.g2o"
+
+
+def keyframe_graph(pipeline: SlamPipeline) -> PoseGraph:
+    """Keyframe poses (optimised) and odometry edges between consecutive keyframes."""
+    poses = pipeline.window.keyframe_poses
+    odo = pipeline.keyframe_odometry
+    n = len(poses)
+    mats = np.array([m for _, m in poses]).reshape(n, 4, 4)
+    odo_mats = np.array([m for _, m in odo]).reshape(-1, 4, 4)
+    meas = np.linalg.inv(odo_mats[:-1]) @ odo_mats[1:] if n > 1 else np.zeros((0, 4, 4))
+    w = pipeline.cfg.window
+    info = np.diag([w.odom_sigma_translation ** -2] * 3 + [w.odom_sigma_rotation ** -2] * 3)
+    return PoseGraph(
+        dim=3, ids=np.arange(n, dtype=np.int64), poses=mats,
+        edge_i=np.arange(max(n - 1, 0), dtype=np.int64), edge_j=np.arange(1, max(n, 1), dtype=np.int64),
+        measurements=meas, information=np.repeat(info[None], max(n - 1, 0), axis=0),
+    )
+
+
+def save_outputs(pipeline: SlamPipeline, directory: str | Path) -> list[Path]:
+    """Write map.ply, trajectory.tum and graph.g2o into ``directory`` (created)."""
+    out = Path(directory).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    poses = pipeline.window.keyframe_poses
+    stamps = np.array([t for t, _ in poses], dtype=np.float64)
+    mats = np.array([m for _, m in poses]).reshape(-1, 4, 4)
+    write_ply(out / MAP_FILE, pipeline.window.voxel_centres())
+    write_tum(out / TRAJECTORY_FILE, stamps, mats)
+    write_g2o(out / GRAPH_FILE, keyframe_graph(pipeline))
+    return [out / MAP_FILE, out / TRAJECTORY_FILE, out / GRAPH_FILE]

@@ -1,0 +1,262 @@
+"""The online SLAM data path without ROS: odometry + clouds in, keyframe updates out.
+
+``SlamPipeline`` owns the odometry buffer, the clouds waiting for odometry, the
+keyframe selector and the sliding window.  The ROS node converts messages to
+arrays and calls ``add_odometry`` / ``add_cloud``; the demo, the benchmark and
+the tests call the same methods directly.  Every rejected input is counted under
+a reason key (``dropped``) and described in the returned ``Rejection`` so the
+caller can log it: nothing is dropped silently.
+
+Frames: ``T_odom_body`` from odometry, clouds in the body frame (after the
+optional sensor extrinsic ``T_body_sensor``), estimates ``T_map_body``.  Stamps
+in seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, relative_motion
+from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
+from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
+from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization.covariance import marginal_covariance
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Acceptance rules for incoming data (seconds, metres, m/s, rad/s)."""
+
+    odom_buffer: int = 4000
+    max_cloud_wait: float = 1.0  # stamp time a cloud may wait for odometry to cover it
+    max_pending_clouds: int = 50
+    max_linear_speed: float = 10.0  # faster odometry motion between two messages is a jump
+    max_angular_speed: float = 6.0
+    min_points: int = 10  # fewer valid points than this: the cloud is not used
+    compute_covariance: bool = True
+
+    def __post_init__(self) -> None:
+        if self.odom_buffer < 2 or self.max_pending_clouds < 1 or self.min_points < 1:
+            raise ValueError("odom_buffer >= 2, max_pending_clouds >= 1 and min_points >= 1 are required")
+        for name in ("max_cloud_wait", "max_linear_speed", "max_angular_speed"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the data path needs; built from ROS parameters at the edge."""
+
+    window: WindowConfig = field(default_factory=WindowConfig)
+    keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
+    inputs: InputConfig = field(default_factory=InputConfig)
+    t_body_sensor: tuple[float, ...] = tuple(np.eye(4).reshape(-1))  # row-major 4x4
+
+    def body_sensor(self) -> np.ndarray:
+        return np.asarray(self.t_body_sensor, dtype=np.float64).reshape(4, 4)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An input that was not used: a reason key (counted) and a sentence (logged)."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class KeyframeUpdate:
+    """One processed keyframe: its stamp, solver statistics, newest pose covariance."""
+
+    stamp: float
+    stats: SolveStats
+    covariance: np.ndarray | None  # (6, 6) tangent [rho, phi] of T_map_body (body frame)
+    keyframes: int
+    compilations_after_warmup: int
+
+
+@dataclass
+class _PendingCloud:
+    stamp: float
+    points: np.ndarray  # body frame
+
+
+class SlamPipeline:
+    """Odometry and clouds in; keyframes into the sliding window; estimates out."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.dropped: Counter[str] = Counter()
+        self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
+        self.reset()
+
+    # ---- state ------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the map, trajectory and buffers (counters and compiled code stay)."""
+        self.window = SlidingWindow(self.cfg.window)
+        self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
+        self._selector = KeyframeSelector(self.cfg.keyframe)
+        self._pending: deque[_PendingCloud] = deque()
+        self._last_cloud_stamp: float | None = None
+        self._last_odom: tuple[float, np.ndarray] | None = None
+        self.keyframes = 0
+        self.keyframe_odometry: list[tuple[float, np.ndarray]] = []  # (stamp, T_odom_body) per keyframe
+        self.skipped_clouds = 0  # valid clouds that were not keyframes (by design, not dropped)
+        self.covariance: np.ndarray | None = None
+
+    def warm_up(self) -> float:
+        """Compile the solver (and covariance) on a synthetic keyframe, then reset.
+
+        Capacities fix every compiled shape, so after this no keyframe compiles
+        again.  Returns the seconds it took.
+        """
+        import time
+
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        r = self.cfg.window.voxel.max_range
+        lo = max(self.cfg.window.voxel.min_range, 1e-3)
+        direction = rng.normal(size=(500, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        points = direction * rng.uniform(lo, r, size=(500, 1)) * 0.99
+        self.window.add_keyframe(0.0, np.eye(4), points)
+        if self.cfg.inputs.compute_covariance:
+            self._newest_covariance()
+        self.reset()
+        self._warm_compiles = compile_count()
+        return time.perf_counter() - start
+
+    @property
+    def t_map_odom(self) -> np.ndarray:
+        """The current correction ``T_map_odom`` (identity before the first keyframe)."""
+        return self.window.t_map_odom
+
+    def compilations_after_warmup(self) -> int:
+        """Compilations since ``warm_up`` (or the first keyframe without it); target 0."""
+        if self._warm_compiles is None:
+            return 0
+        return compile_count() - self._warm_compiles
+
+    def _reject(self, reason: str, detail: str) -> Rejection:
+        self.dropped[reason] += 1
+        return Rejection(reason, detail)
+
+    # ---- odometry -----------------------------------------------------------
+    def add_odometry(self, stamp: float, t_odom_body: np.ndarray) -> Rejection | None:
+        """Buffer one odometry pose; returns a Rejection when it is not used."""
+        t = np.asarray(t_odom_body, dtype=np.float64)
+        if t.shape != (4, 4) or not np.all(np.isfinite(t)) or not np.isfinite(stamp):
+            return self._reject("non_finite_pose", f"odometry at {stamp} is not a finite pose")
+        if self._last_odom is not None:
+            last_stamp, last_t = self._last_odom
+            if stamp == last_stamp:
+                return self._reject("odom_duplicate_stamp", f"odometry stamp {stamp:.9f} repeats the previous one")
+            if stamp < last_stamp:
+                return self._reject("odom_out_of_order",
+                                    f"odometry stamp {stamp:.9f} is older than the newest {last_stamp:.9f}")
+            dist, angle = relative_motion(last_t, t)
+            dt = stamp - last_stamp
+            if dist > self.cfg.inputs.max_linear_speed * dt or angle > self.cfg.inputs.max_angular_speed * dt:
+                return self._reject(
+                    "odom_jump", f"odometry jumped {dist:.3f} m / {angle:.3f} rad in {dt:.3f} s at {stamp:.3f} "
+                    "(above max_linear_speed / max_angular_speed); call ~/reset if the odometry was re-initialised")
+        try:
+            self._odom.add(stamp, t)
+        except ValueError as err:
+            return self._reject("bad_pose", str(err))
+        self._last_odom = (float(stamp), t)
+        return None
+
+    # ---- clouds -------------------------------------------------------------
+    def add_cloud(self, stamp: float, points_sensor: np.ndarray) -> tuple[list[KeyframeUpdate], list[Rejection]]:
+        """Queue one cloud (sensor frame, (N, 3)) and process every cloud odometry now covers."""
+        rejections: list[Rejection] = []
+        pts = np.asarray(points_sensor, dtype=np.float64)
+        if not np.isfinite(stamp):
+            return [], [self._reject("bad_stamp", f"cloud stamp {stamp} is not finite")]
+        if self._last_cloud_stamp is not None and stamp <= self._last_cloud_stamp:
+            kind = "cloud_duplicate_stamp" if stamp == self._last_cloud_stamp else "cloud_out_of_order"
+            return [], [self._reject(kind, f"cloud stamp {stamp:.9f} is not after the previous {self._last_cloud_stamp:.9f}")]
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            return [], [self._reject("malformed", f"cloud points have shape {pts.shape}, expected (N, 3)")]
+        if pts.shape[0] == 0:
+            self._last_cloud_stamp = float(stamp)
+            return [], [self._reject("empty_cloud", f"cloud at {stamp:.3f} has no points")]
+        finite = np.all(np.isfinite(pts), axis=1)
+        n_bad = int((~finite).sum())
+        if n_bad:
+            self.dropped["points_non_finite"] += n_bad
+            rejections.append(Rejection("points_non_finite", f"{n_bad} of {len(pts)} points at {stamp:.3f} are NaN/inf"))
+            pts = pts[finite]
+        self._last_cloud_stamp = float(stamp)
+        if pts.shape[0] < self.cfg.inputs.min_points:
+            rejections.append(self._reject(
+                "too_few_points", f"cloud at {stamp:.3f} has {pts.shape[0]} valid points (< min_points)"))
+            return [], rejections
+        t_bs = self.cfg.body_sensor()
+        body = pts @ t_bs[:3, :3].T + t_bs[:3, 3]
+        self._pending.append(_PendingCloud(float(stamp), body))
+        updates, more = self.process_pending()
+        rejections += more
+        while len(self._pending) > self.cfg.inputs.max_pending_clouds:
+            old = self._pending.popleft()
+            rejections.append(self._reject(
+                "cloud_queue_full", f"cloud at {old.stamp:.3f} dropped: more than max_pending_clouds = "
+                f"{self.cfg.inputs.max_pending_clouds} clouds wait for odometry"))
+        return updates, rejections
+
+    def process_pending(self) -> tuple[list[KeyframeUpdate], list[Rejection]]:
+        """Use every waiting cloud that odometry covers; drop those that waited too long."""
+        updates: list[KeyframeUpdate] = []
+        rejections: list[Rejection] = []
+        span = self._odom.span
+        while self._pending:
+            cloud = self._pending[0]
+            if span is None or cloud.stamp > span[1]:
+                newest = max(self._last_cloud_stamp or cloud.stamp, span[1] if span else -np.inf)
+                if newest - cloud.stamp > self.cfg.inputs.max_cloud_wait:
+                    self._pending.popleft()
+                    rejections.append(self._reject(
+                        "cloud_wait_timeout", f"no odometry reached the cloud at {cloud.stamp:.3f} within "
+                        f"max_cloud_wait = {self.cfg.inputs.max_cloud_wait} s"))
+                    continue
+                break
+            self._pending.popleft()
+            if cloud.stamp < span[0]:
+                rejections.append(self._reject(
+                    "cloud_before_odometry", f"cloud at {cloud.stamp:.3f} is older than the buffered odometry ({span[0]:.3f})"))
+                continue
+            t_odom_body = self._odom.interpolate(cloud.stamp)
+            update = self._maybe_keyframe(cloud, t_odom_body)
+            if update is not None:
+                updates.append(update)
+        return updates, rejections
+
+    def _maybe_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate | None:
+        if not self._selector.is_keyframe(t_odom_body):
+            self.skipped_clouds += 1
+            return None
+        self._selector.accept(t_odom_body)
+        before = (self.window.dropped_capacity, self.window.dropped_points)
+        stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
+        self.dropped["voxel_capacity"] += self.window.dropped_capacity - before[0]
+        self.dropped["points_out_of_range"] += self.window.dropped_points - before[1]
+        self.dropped += Counter()  # drop zero entries
+        self.keyframes += 1
+        self.keyframe_odometry.append((cloud.stamp, t_odom_body))
+        if self.cfg.inputs.compute_covariance:
+            self.covariance = self._newest_covariance()
+        if self._warm_compiles is None:
+            self._warm_compiles = compile_count()
+        return KeyframeUpdate(cloud.stamp, stats, self.covariance, self.keyframes, self.compilations_after_warmup())
+
+    def _newest_covariance(self) -> np.ndarray:
+        wm = self.window.wm
+        var = self.window.newest_keyframe_var
+        x, _ = wm.pack_state()
+        graph = wm.fg
+        pos = graph.layout.position("pose_se3")
+        return np.asarray(marginal_covariance(graph, x, pos, wm.variable_slot(var)))

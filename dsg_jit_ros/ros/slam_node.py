@@ -1,0 +1,246 @@
+"""The online SLAM node (``slam_node``, node name ``dsg_jit_slam``): thin ROS glue.
+
+Subscribes ``odom`` (nav_msgs/Odometry, T_odom_base) and ``points``
+(sensor_msgs/PointCloud2 in the base or sensor frame); hands arrays to the
+ROS-free ``SlamPipeline`` (keyframes, sliding window, jitted LM); publishes
+
+- ``~/path``      nav_msgs/Path of every keyframe, optimised (map frame),
+- ``~/odometry``  every odometry message re-expressed in the map frame with the
+                  latest correction, pose covariance from the window's Hessian,
+- ``/tf``         map -> odom (the correction, REP-105), unless publish_tf is off,
+- ``~/voxels``    one CUBE_LIST marker of voxel centres coloured by height (throttled),
+- ``~/map``       PointCloud2 of voxel centres (transient local, throttled),
+- ``~/status``    dsg_jit_ros_msgs/SlamStatus per keyframe,
+
+and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
+(std_srvs/Trigger).  Every rejected input is counted in the status and logged
+(throttled per reason).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry, Path
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from dsg_jit_ros.mapping.export import save_outputs
+from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
+from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.ros import convert
+from dsg_jit_ros.ros.params import NodeConfig, ParameterError, build_configs, declare_and_read
+
+NODE_NAME = "dsg_jit_slam"
+
+
+def _interfaces():
+    """Our generated interfaces (built by interfaces/build.sh at set-up)."""
+    try:
+        from dsg_jit_ros_msgs.msg import SlamStatus
+        from dsg_jit_ros_msgs.srv import SaveMap
+        from tf2_msgs.msg import TFMessage
+    except ImportError as err:
+        raise RuntimeError(
+            f"{err}: the interface packages are not built; run `make setup` (interfaces/build.sh)") from err
+    return SlamStatus, SaveMap, TFMessage
+
+
+class SlamNode(Node):
+    """Online SLAM on odometry + clouds; see the module docstring for the interface."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.SlamStatus, SaveMap, TFMessage = _interfaces()
+        self.cfg, pipeline_cfg = build_configs(declare_and_read(self))
+        self.pipeline = SlamPipeline(pipeline_cfg)
+        self._last_log: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self._last_markers = -np.inf
+        self.latencies_ms: list[float] = []
+        if self.cfg.warmup:
+            seconds = self.pipeline.warm_up()
+            self.get_logger().info(f"solver compiled in {seconds:.1f} s (warm-up); no compile after this")
+
+        self.pub_path = self.create_publisher(Path, "~/path", 10)
+        self.pub_odom = self.create_publisher(Odometry, "~/odometry", 50)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/voxels", 1)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_map = self.create_publisher(PointCloud2, "~/map", latched)
+        self.pub_status = self.create_publisher(self.SlamStatus, "~/status", 10)
+        self.TFMessage = TFMessage
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", 100) if self.cfg.publish_tf else None
+        self.create_service(SaveMap, "~/save_map", self._on_save_map)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable_inputs else ReliabilityPolicy.BEST_EFFORT
+        qos = lambda depth: QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)  # noqa: E731
+        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth))
+        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))
+        self.get_logger().info(
+            f"listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
+            f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
+            f"{self.cfg.odom_frame} -> {self.cfg.base_frame}, clouds in {self.cfg.cloud_frame}")
+
+    # ---- logging ------------------------------------------------------------
+    def _warn(self, rejection: Rejection) -> None:
+        """Log a rejection, at most once per ``log_throttle`` seconds per reason."""
+        now = time.monotonic()
+        last = self._last_log.get(rejection.reason, -np.inf)
+        if now - last < self.cfg.log_throttle:
+            self._suppressed[rejection.reason] += 1
+            return
+        more = self._suppressed.pop(rejection.reason, 0)
+        tail = f" ({more} more since the last report)" if more else ""
+        total = self.pipeline.dropped[rejection.reason]
+        self.get_logger().warn(f"[{rejection.reason}, total {total}] {rejection.detail}{tail}")
+        self._last_log[rejection.reason] = now
+
+    def _count(self, reason: str, detail: str) -> None:
+        self.pipeline.dropped[reason] += 1
+        self._warn(Rejection(reason, detail))
+
+    # ---- inputs -------------------------------------------------------------
+    def _on_odom(self, msg: Odometry) -> None:
+        if msg.header.frame_id != self.cfg.odom_frame or msg.child_frame_id != self.cfg.base_frame:
+            self._count("odom_unknown_frame", f"odometry {msg.header.frame_id!r} -> {msg.child_frame_id!r}, "
+                        f"expected {self.cfg.odom_frame!r} -> {self.cfg.base_frame!r}")
+            return
+        try:
+            stamp, t_odom_body = convert.odometry_to_matrix(msg)
+        except convert.ConversionError as err:
+            self._count(err.reason, str(err))
+            return
+        rejection = self.pipeline.add_odometry(stamp, t_odom_body)
+        if rejection is not None:
+            self._warn(rejection)
+            return
+        correction = self.pipeline.t_map_odom
+        cov = self.pipeline.covariance if self.cfg.publish_covariance else None
+        self.pub_odom.publish(convert.odometry_msg(msg, self.cfg.map_frame, correction @ t_odom_body, cov))
+        self._publish_tf(correction, msg.header.stamp)
+        self._handle(self.pipeline.process_pending(), time.perf_counter())
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        entry = time.perf_counter()
+        if msg.header.frame_id != self.cfg.cloud_frame:
+            self._count("cloud_unknown_frame", f"cloud in {msg.header.frame_id!r}, expected {self.cfg.cloud_frame!r}")
+            return
+        try:
+            points = convert.pointcloud2_to_xyz(msg)
+        except convert.ConversionError as err:
+            self._count(err.reason, str(err))
+            return
+        stamp = convert.stamp_to_sec(msg.header.stamp)
+        self._handle(self.pipeline.add_cloud(stamp, points), entry)
+
+    def _handle(self, result: tuple[list[KeyframeUpdate], list[Rejection]], entry: float) -> None:
+        updates, rejections = result
+        for r in rejections:
+            self._warn(r)
+        for update in updates:
+            self._publish_keyframe(update, entry)
+
+    # ---- outputs ------------------------------------------------------------
+    def _publish_tf(self, correction: np.ndarray, stamp) -> None:
+        if self.pub_tf is not None:
+            tf = convert.transform_stamped(correction, self.cfg.map_frame, self.cfg.odom_frame, stamp)
+            self.pub_tf.publish(self.TFMessage(transforms=[tf]))
+
+    def _publish_keyframe(self, update: KeyframeUpdate, entry: float) -> None:
+        stamp = convert.sec_to_stamp(update.stamp)
+        poses = self.pipeline.window.keyframe_poses
+        self.pub_path.publish(convert.path_msg([t for t, _ in poses], [m for _, m in poses], self.cfg.map_frame, stamp))
+        self._publish_tf(self.pipeline.t_map_odom, stamp)
+        now = time.monotonic()
+        if now - self._last_markers >= self.cfg.markers_period:
+            self._publish_map(stamp)
+            self._last_markers = now
+        s = update.stats
+        dropped = sorted(self.pipeline.dropped.items())
+        status = self.SlamStatus(
+            keyframes=update.keyframes, solve_ms=s.solve_ms, iterations=s.iterations,
+            initial_cost=s.initial_cost, final_cost=s.final_cost, window_size=s.keyframes_in_window,
+            active_voxels=s.active_voxels, frozen_voxels=s.frozen_voxels, factors=s.factors,
+            compilations=compile_count(), compilations_after_warmup=update.compilations_after_warmup,
+            dropped_reasons=[k for k, _ in dropped], dropped_counts=[int(v) for _, v in dropped],
+        )
+        status.header.stamp = stamp
+        status.header.frame_id = self.cfg.map_frame
+        status.latency_ms = (time.perf_counter() - entry) * 1000.0
+        self.latencies_ms.append(status.latency_ms)
+        self.pub_status.publish(status)
+        if update.compilations_after_warmup:
+            self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
+
+    def _publish_map(self, stamp) -> None:
+        centres = self.pipeline.window.voxel_centres()
+        size = self.pipeline.cfg.window.voxel.voxel_size
+        self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
+        self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))
+
+    # ---- services -----------------------------------------------------------
+    def _on_save_map(self, request, response):
+        directory = request.directory or self.cfg.save_directory
+        try:
+            files = save_outputs(self.pipeline, directory)
+        except (OSError, ValueError) as err:
+            response.success, response.message = False, f"could not save into {directory!r}: {err}"
+            self.get_logger().error(response.message)
+            return response
+        response.success = True
+        response.files = [str(f) for f in files]
+        response.message = f"wrote {len(files)} files into {files[0].parent}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_reset(self, request, response):
+        keyframes = self.pipeline.keyframes
+        self.pipeline.reset()
+        self._last_markers = -np.inf
+        response.success = True
+        response.message = f"reset: forgot {keyframes} keyframes, the map and the odometry buffer"
+        self.get_logger().info(response.message)
+        return response
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``slam_node``; takes the usual ``--ros-args``."""
+    argv = sys.argv if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv[1:]) and "--ros-args" not in argv:
+        print(__doc__)
+        print("usage: slam_node [--ros-args --params-file FILE -p name:=value -r odom:=/my/odom ...]\n"
+              "Parameters (name, default, description):")
+        from dsg_jit_ros.ros.params import PARAMS
+        for spec in PARAMS:
+            rng = f" [{spec.low}, {spec.high}]" if spec.low is not None else ""
+            print(f"  {spec.name} = {spec.default!r}{rng}\n      {spec.description}")
+        return 0
+    rclpy.init(args=argv)
+    try:
+        node = SlamNode()
+    except (ParameterError, RuntimeError) as err:
+        print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The ROS-free data path: input checks with counted reasons, waiting clouds,
+odometry interpolation, warm-up (no compile afterwards), covariance against the
+dense Hessian, reset and export."""
+
+import jax
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dsg_jit_ros.io.g2o import read_g2o
+from dsg_jit_ros.io.ply import read_ply
+from dsg_jit_ros.io.tum import read_tum
+from dsg_jit_ros.mapping.export import save_outputs
+from dsg_jit_ros.mapping.keyframes import KeyframeConfig
+from dsg_jit_ros.mapping.pipeline import InputConfig, PipelineConfig, SlamPipeline
+from dsg_jit_ros.mapping.voxelize import VoxelConfig
+from dsg_jit_ros.mapping.window import WindowConfig
+from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization.linearize import dense_hessian, linearize
+from test_window import ate, se2, simulate
+
+CFG = PipelineConfig(
+    window=WindowConfig(window_size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600, max_observations=3000),
+    keyframe=KeyframeConfig(min_translation=0.5, min_rotation=0.25),
+    inputs=InputConfig(max_cloud_wait=0.5, max_pending_clouds=3, max_linear_speed=5.0, max_angular_speed=3.0),
+)
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """One warmed-up pipeline (compiles once for the module)."""
+    p = SlamPipeline(CFG)
+    p.warm_up()
+    return p
+
+
+@pytest.fixture(scope="module")
+def run():
+    """Ground truth, odometry and clouds of a simulated loop, one keyframe per second."""
+    return simulate(24, np.random.default_rng(3))
+
+
+def test_odometry_checks_count_each_reason():
+    p = SlamPipeline(CFG)
+    assert p.add_odometry(1.0, np.eye(4)) is None
+    assert p.add_odometry(1.0, np.eye(4)).reason == "odom_duplicate_stamp"
+    assert p.add_odometry(0.5, np.eye(4)).reason == "odom_out_of_order"
+    assert p.add_odometry(1.1, se2(2.0, 0.0, 0.0)).reason == "odom_jump"  # 20 m/s > 5 m/s
+    assert p.add_odometry(1.1, se2(0.0, 0.0, 1.0)).reason == "odom_jump"  # 10 rad/s > 3 rad/s
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    assert p.add_odometry(1.2, bad).reason == "non_finite_pose"
+    assert p.add_odometry(np.inf, np.eye(4)).reason == "non_finite_pose"
+    assert p.add_odometry(1.3, se2(0.3, 0.0, 0.0)) is None  # 1.5 m/s: fine
+    assert dict(p.dropped) == {"odom_duplicate_stamp": 1, "odom_out_of_order": 1, "odom_jump": 2, "non_finite_pose": 2}
+
+
+def test_cloud_checks_count_each_reason():
+    p = SlamPipeline(CFG)
+    cloud = np.random.default_rng(0).uniform(-5, 5, (200, 3))
+    _, rej = p.add_cloud(1.0, np.zeros((0, 3)))
+    assert [r.reason for r in rej] == ["empty_cloud"]
+    _, rej = p.add_cloud(1.0, cloud)
+    assert [r.reason for r in rej] == ["cloud_duplicate_stamp"]
+    _, rej = p.add_cloud(0.9, cloud)
+    assert [r.reason for r in rej] == ["cloud_out_of_order"]
+    _, rej = p.add_cloud(1.1, np.full((50, 3), np.nan))
+    assert [r.reason for r in rej] == ["points_non_finite", "too_few_points"]
+    _, rej = p.add_cloud(1.2, cloud[:, :2])
+    assert [r.reason for r in rej] == ["malformed"]
+    assert p.dropped["points_non_finite"] == 50
+    # no odometry yet: clouds wait, the queue (3) overflows, and old ones time out
+    for k in range(4):
+        updates, rej = p.add_cloud(2.0 + 0.1 * k, cloud)
+        assert updates == []
+    assert [r.reason for r in rej] == ["cloud_queue_full"]
+    updates, rej = p.add_cloud(3.0, cloud)  # 2.1 and 2.2 (and 2.3) are now > 0.5 s old
+    assert [r.reason for r in rej] == ["cloud_wait_timeout"] * 3
+    assert p.keyframes == 0 and len(p.window.keyframe_poses) == 0
+
+
+def test_waiting_cloud_uses_interpolated_odometry(warm, run):
+    truth, odom, clouds = run
+    p = warm
+    p.reset()
+    p.add_odometry(10.0, odom[0])
+    updates, rej = p.add_cloud(10.5, clouds[0])  # beyond the odometry so far: waits
+    assert updates == [] and rej == []
+    p.add_odometry(11.0, odom[1])
+    updates, rej = p.process_pending()
+    assert len(updates) == 1 and rej == []
+    # the keyframe's odometry is the midpoint of odom[0] and odom[1] (slerp at 0.5)
+    t_kf = p.keyframe_odometry[0][1]
+    np.testing.assert_allclose(t_kf[:3, 3], 0.5 * (odom[0][:3, 3] + odom[1][:3, 3]), atol=1e-12)
+    rel = Rotation.from_matrix(odom[0][:3, :3].T @ t_kf[:3, :3]).as_rotvec()
+    full = Rotation.from_matrix(odom[0][:3, :3].T @ odom[1][:3, :3]).as_rotvec()
+    np.testing.assert_allclose(rel, 0.5 * full, atol=1e-12)
+    # a cloud older than all buffered odometry is dropped with its reason
+    p2 = SlamPipeline(CFG)
+    p2.add_odometry(5.0, np.eye(4))
+    p2.add_odometry(6.0, np.eye(4))
+    _, rej = p2.add_cloud(4.0, clouds[0])
+    assert [r.reason for r in rej] == ["cloud_before_odometry"]
+
+
+def test_online_run_beats_odometry_without_compiling(warm, run, tmp_path):
+    truth, odom, clouds = run
+    p = warm
+    p.reset()
+    before = compile_count()
+    for k, (t_odom, cloud) in enumerate(zip(odom, clouds)):
+        # odometry at 10 Hz between keyframes (interpolated here on purpose: exact midpoints)
+        p.add_odometry(float(k), t_odom)
+        updates, rej = p.add_cloud(float(k), cloud)
+        assert rej == [] and len(updates) == 1
+    assert compile_count() == before and p.compilations_after_warmup() == 0
+    est = [m for _, m in p.window.keyframe_poses]
+    ate_est, ate_odom = ate(est, truth), ate(odom, truth)
+    assert ate_est < 0.5 * ate_odom, (ate_est, ate_odom)
+
+    # covariance of the newest pose equals the block of the dense Hessian's inverse
+    wm = p.window.wm
+    x, _ = wm.pack_state()
+    h = np.asarray(jax.jit(lambda g, x: dense_hessian(g, linearize(g, x)[0], x))(wm.fg, x))
+    pos = wm.fg.layout.position("pose_se3")
+    off = wm.fg.layout.offsets[pos] + 6 * wm.variable_slot(p.window.newest_keyframe_var)
+    np.testing.assert_allclose(p.covariance, np.linalg.inv(h)[off:off + 6, off:off + 6], rtol=1e-6, atol=1e-14)
+    assert np.all(np.linalg.eigvalsh(p.covariance) > 0)
+
+    files = save_outputs(p, tmp_path / "map")
+    assert [f.name for f in files] == ["map.ply", "trajectory.tum", "graph.g2o"]
+    stamps, poses = read_tum(tmp_path / "map" / "trajectory.tum")
+    np.testing.assert_allclose(stamps, np.arange(len(odom), dtype=float))
+    np.testing.assert_allclose(poses, np.array(est), atol=1e-9)
+    pts, _ = read_ply(tmp_path / "map" / "map.ply")
+    np.testing.assert_allclose(pts, p.window.voxel_centres())
+    g = read_g2o(tmp_path / "map" / "graph.g2o")
+    assert len(g.ids) == len(odom) and len(g.edge_i) == len(odom) - 1
+    np.testing.assert_allclose(g.measurements[3], np.linalg.inv(odom[3]) @ odom[4], atol=1e-9)
+
+    p.reset()  # same shapes: no compile either
+    p.add_odometry(0.0, odom[0])
+    updates, _ = p.add_cloud(0.0, clouds[0])
+    assert len(updates) == 1 and updates[0].keyframes == 1 and compile_count() == before
