@@ -156,6 +156,14 @@ export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PATH="$venv/bin:$PATH"
 
+# A previous install of ours (stamp present) is removed just before installing the new build,
+# so that interfaces deleted from msg/ or srv/ do not linger. Libraries are overwritten.
+purelib="$(cd / && "$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+remove_previous() {
+  [[ -f "$venv/share/$1/$stamp_name" ]] || return 0
+  rm -rf "$venv/share/$1" "$venv/include/$1" "$purelib/$1" "$purelib/$1"-*.egg-info
+}
+
 for pkg in "${todo[@]}"; do
   src="$here/$pkg"
   bld="$build_root/$pkg"
@@ -171,6 +179,7 @@ for pkg in "${todo[@]}"; do
       -DPython3_EXECUTABLE="$py" \
       -DCMAKE_PROJECT_INCLUDE="$here/cmake/wheel_python_paths.cmake" &&
     "$cmake" --build "$bld" --parallel "$jobs" &&
+    remove_previous "$pkg" &&
     "$cmake" --install "$bld"
   } >"$bld/build.log" 2>&1; then
     tail -n 40 "$bld/build.log" >&2
