@@ -102,7 +102,7 @@ class SlamNode(Node):
         more = self._suppressed.pop(rejection.reason, 0)
         tail = f" ({more} more since the last report)" if more else ""
         total = self.pipeline.dropped[rejection.reason]
-        self.get_logger().warn(f"[{rejection.reason}, total {total}] {rejection.detail}{tail}")
+        self.get_logger().warning(f"[{rejection.reason}, total {total}] {rejection.detail}{tail}")
         self._last_log[rejection.reason] = now
 
     def _count(self, reason: str, detail: str) -> None:
