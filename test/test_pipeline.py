@@ -22,7 +22,7 @@ from test_window import ate, se2, simulate
 CFG = PipelineConfig(
     window=WindowConfig(window_size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600, max_observations=3000),
     keyframe=KeyframeConfig(min_translation=0.5, min_rotation=0.25),
-    inputs=InputConfig(max_cloud_wait=0.5, max_pending_clouds=3, max_linear_speed=5.0, max_angular_speed=3.0),
+    inputs=InputConfig(max_pending_clouds=3, max_linear_speed=5.0, max_angular_speed=3.0),
 )
 
 
@@ -69,13 +69,16 @@ def test_cloud_checks_count_each_reason():
     _, rej = p.add_cloud(1.2, cloud[:, :2])
     assert [r.reason for r in rej] == ["malformed"]
     assert p.dropped["points_non_finite"] == 50
-    # no odometry yet: clouds wait, the queue (3) overflows, and old ones time out
+    # no odometry yet: clouds wait, and the queue (3) overflows oldest first
     for k in range(4):
         updates, rej = p.add_cloud(2.0 + 0.1 * k, cloud)
         assert updates == []
-    assert [r.reason for r in rej] == ["cloud_queue_full"]
-    updates, rej = p.add_cloud(3.0, cloud)  # 2.1 and 2.2 (and 2.3) are now > 0.5 s old
-    assert [r.reason for r in rej] == ["cloud_wait_timeout"] * 3
+    assert [r.reason for r in rej] == ["cloud_queue_full"] and "2.000" in rej[0].detail
+    # odometry covering 2.1 .. 2.3 arrives: all three are selected (the first is a keyframe)
+    p.add_odometry(2.1, np.eye(4))
+    p.add_odometry(2.4, np.eye(4))
+    assert p.select_ready() == [] and p.queued_keyframes == 1 and p.skipped_clouds == 2
+    p._ready.clear()  # (not solving here)
     assert p.keyframes == 0 and len(p.window.keyframe_poses) == 0
 
 

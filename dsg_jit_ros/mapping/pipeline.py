@@ -7,6 +7,11 @@ the tests call the same methods directly.  Every rejected input is counted under
 a reason key (``dropped``) and described in the returned ``Rejection`` so the
 caller can log it: nothing is dropped silently.
 
+Threads: ingestion (``add_odometry``, ``ingest_cloud``, ``select_ready``,
+``reset``) and counters are guarded by one lock, so a node may ingest in one
+thread while another solves (``process_ready``); ``t_map_odom`` and
+``covariance`` are snapshots replaced after each keyframe.
+
 Frames: ``T_odom_body`` from odometry, clouds in the body frame (after the
 optional sensor extrinsic ``T_body_sensor``), estimates ``T_map_body``.  Stamps
 in seconds.
@@ -14,6 +19,8 @@ in seconds.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -31,8 +38,7 @@ class InputConfig:
     """Acceptance rules for incoming data (seconds, metres, m/s, rad/s)."""
 
     odom_buffer: int = 4000
-    max_cloud_wait: float = 1.0  # stamp time a cloud may wait for odometry to cover it
-    max_pending_clouds: int = 50
+    max_pending_clouds: int = 100  # clouds waiting for odometry that covers their stamps
     max_linear_speed: float = 10.0  # faster odometry motion between two messages is a jump
     max_angular_speed: float = 6.0
     min_points: int = 10  # fewer valid points than this: the cloud is not used
@@ -41,7 +47,7 @@ class InputConfig:
     def __post_init__(self) -> None:
         if self.odom_buffer < 2 or self.max_pending_clouds < 1 or self.min_points < 1:
             raise ValueError("odom_buffer >= 2, max_pending_clouds >= 1 and min_points >= 1 are required")
-        for name in ("max_cloud_wait", "max_linear_speed", "max_angular_speed"):
+        for name in ("max_linear_speed", "max_angular_speed"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -73,6 +79,7 @@ class KeyframeUpdate:
 
     stamp: float
     stats: SolveStats
+    received: float  # time.perf_counter() when its cloud was taken in
     covariance: np.ndarray | None  # (6, 6) tangent [rho, phi] of T_map_body (body frame)
     keyframes: int
     compilations_after_warmup: int
@@ -82,6 +89,7 @@ class KeyframeUpdate:
 class _PendingCloud:
     stamp: float
     points: np.ndarray  # body frame
+    received: float  # time.perf_counter() when it was taken in (for the latency)
 
 
 class SlamPipeline:
@@ -90,22 +98,30 @@ class SlamPipeline:
     def __init__(self, cfg: PipelineConfig):
         self.cfg = cfg
         self.dropped: Counter[str] = Counter()
+        self._lock = threading.RLock()
         self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
         self.reset()
 
     # ---- state ------------------------------------------------------------
     def reset(self) -> None:
         """Forget the map, trajectory and buffers (counters and compiled code stay)."""
+        with self._lock:
+            self._reset()
+
+    def _reset(self) -> None:
         self.window = SlidingWindow(self.cfg.window)
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
-        self._pending: deque[_PendingCloud] = deque()
+        self._pending: deque[_PendingCloud] = deque()  # waiting for odometry
+        self._ready: deque[tuple[_PendingCloud, np.ndarray]] = deque()  # keyframes to solve, with T_odom_body
         self._last_cloud_stamp: float | None = None
         self._last_odom: tuple[float, np.ndarray] | None = None
-        self.keyframes = 0
+        self.keyframes = 0  # solved
+        self.selected_keyframes = 0  # solved + queued + being solved
         self.keyframe_odometry: list[tuple[float, np.ndarray]] = []  # (stamp, T_odom_body) per keyframe
         self.skipped_clouds = 0  # valid clouds that were not keyframes (by design, not dropped)
         self.covariance: np.ndarray | None = None
+        self._t_map_odom = np.eye(4)
 
     def warm_up(self) -> float:
         """Compile the solver (and covariance) on a synthetic keyframe, then reset.
@@ -113,8 +129,6 @@ class SlamPipeline:
         Capacities fix every compiled shape, so after this no keyframe compiles
         again.  Returns the seconds it took.
         """
-        import time
-
         start = time.perf_counter()
         rng = np.random.default_rng(0)
         r = self.cfg.window.voxel.max_range
@@ -131,8 +145,11 @@ class SlamPipeline:
 
     @property
     def t_map_odom(self) -> np.ndarray:
-        """The current correction ``T_map_odom`` (identity before the first keyframe)."""
-        return self.window.t_map_odom
+        """The current correction ``T_map_odom`` (identity before the first keyframe).
+
+        A snapshot replaced (never mutated) after each keyframe, so another thread
+        may read it while a solve runs."""
+        return self._t_map_odom
 
     def compilations_after_warmup(self) -> int:
         """Compilations since ``warm_up`` (or the first keyframe without it); target 0."""
@@ -140,13 +157,28 @@ class SlamPipeline:
             return 0
         return compile_count() - self._warm_compiles
 
+    def count(self, reason: str, n: int = 1) -> None:
+        """Add ``n`` to the dropped-input counter ``reason`` (thread-safe)."""
+        if n:
+            with self._lock:
+                self.dropped[reason] += n
+
+    def dropped_snapshot(self) -> dict[str, int]:
+        """A copy of the non-zero dropped-input counters, sorted by reason."""
+        with self._lock:
+            return {k: int(v) for k, v in sorted(self.dropped.items()) if v}
+
     def _reject(self, reason: str, detail: str) -> Rejection:
-        self.dropped[reason] += 1
+        self.count(reason)
         return Rejection(reason, detail)
 
     # ---- odometry -----------------------------------------------------------
     def add_odometry(self, stamp: float, t_odom_body: np.ndarray) -> Rejection | None:
         """Buffer one odometry pose; returns a Rejection when it is not used."""
+        with self._lock:
+            return self._add_odometry(stamp, t_odom_body)
+
+    def _add_odometry(self, stamp: float, t_odom_body: np.ndarray) -> Rejection | None:
         t = np.asarray(t_odom_body, dtype=np.float64)
         if t.shape != (4, 4) or not np.all(np.isfinite(t)) or not np.isfinite(stamp):
             return self._reject("non_finite_pose", f"odometry at {stamp} is not a finite pose")
@@ -172,86 +204,108 @@ class SlamPipeline:
 
     # ---- clouds -------------------------------------------------------------
     def add_cloud(self, stamp: float, points_sensor: np.ndarray) -> tuple[list[KeyframeUpdate], list[Rejection]]:
-        """Queue one cloud (sensor frame, (N, 3)) and process every cloud odometry now covers."""
+        """Take one cloud and solve every keyframe that is ready (single-threaded use)."""
+        rejections = self.ingest_cloud(stamp, points_sensor)
+        return self.process_ready(), rejections
+
+    def process_pending(self) -> tuple[list[KeyframeUpdate], list[Rejection]]:
+        """After new odometry: select the clouds it covers and solve the keyframes."""
+        rejections = self.select_ready()
+        return self.process_ready(), rejections
+
+    def ingest_cloud(self, stamp: float, points_sensor: np.ndarray) -> list[Rejection]:
+        """Check one cloud (sensor frame, (N, 3)), queue it, select what odometry covers.
+
+        Cheap (no solve): a node calls it from its subscription callback and
+        solves in ``process_ready`` elsewhere, so odometry keeps flowing.
+        """
+        received = time.perf_counter()
+        with self._lock:
+            return self._ingest_cloud(stamp, points_sensor, received)
+
+    def _ingest_cloud(self, stamp: float, points_sensor: np.ndarray, received: float) -> list[Rejection]:
         rejections: list[Rejection] = []
         pts = np.asarray(points_sensor, dtype=np.float64)
         if not np.isfinite(stamp):
-            return [], [self._reject("bad_stamp", f"cloud stamp {stamp} is not finite")]
+            return [self._reject("bad_stamp", f"cloud stamp {stamp} is not finite")]
         if self._last_cloud_stamp is not None and stamp <= self._last_cloud_stamp:
             kind = "cloud_duplicate_stamp" if stamp == self._last_cloud_stamp else "cloud_out_of_order"
-            return [], [self._reject(kind, f"cloud stamp {stamp:.9f} is not after the previous {self._last_cloud_stamp:.9f}")]
+            return [self._reject(kind, f"cloud stamp {stamp:.9f} is not after the previous {self._last_cloud_stamp:.9f}")]
         if pts.ndim != 2 or pts.shape[1] != 3:
-            return [], [self._reject("malformed", f"cloud points have shape {pts.shape}, expected (N, 3)")]
+            return [self._reject("malformed", f"cloud points have shape {pts.shape}, expected (N, 3)")]
+        self._last_cloud_stamp = float(stamp)
         if pts.shape[0] == 0:
-            self._last_cloud_stamp = float(stamp)
-            return [], [self._reject("empty_cloud", f"cloud at {stamp:.3f} has no points")]
+            return [self._reject("empty_cloud", f"cloud at {stamp:.3f} has no points")]
         finite = np.all(np.isfinite(pts), axis=1)
         n_bad = int((~finite).sum())
         if n_bad:
-            self.dropped["points_non_finite"] += n_bad
+            self.count("points_non_finite", n_bad)
             rejections.append(Rejection("points_non_finite", f"{n_bad} of {len(pts)} points at {stamp:.3f} are NaN/inf"))
             pts = pts[finite]
-        self._last_cloud_stamp = float(stamp)
         if pts.shape[0] < self.cfg.inputs.min_points:
             rejections.append(self._reject(
                 "too_few_points", f"cloud at {stamp:.3f} has {pts.shape[0]} valid points (< min_points)"))
-            return [], rejections
+            return rejections
         t_bs = self.cfg.body_sensor()
-        body = pts @ t_bs[:3, :3].T + t_bs[:3, 3]
-        self._pending.append(_PendingCloud(float(stamp), body))
-        updates, more = self.process_pending()
-        rejections += more
+        self._pending.append(_PendingCloud(float(stamp), pts @ t_bs[:3, :3].T + t_bs[:3, 3], received))
+        rejections += self._select_ready()
         while len(self._pending) > self.cfg.inputs.max_pending_clouds:
             old = self._pending.popleft()
             rejections.append(self._reject(
                 "cloud_queue_full", f"cloud at {old.stamp:.3f} dropped: more than max_pending_clouds = "
-                f"{self.cfg.inputs.max_pending_clouds} clouds wait for odometry"))
-        return updates, rejections
+                f"{self.cfg.inputs.max_pending_clouds} clouds wait for odometry covering their stamps"))
+        return rejections
 
-    def process_pending(self) -> tuple[list[KeyframeUpdate], list[Rejection]]:
-        """Use every waiting cloud that odometry covers; drop those that waited too long."""
-        updates: list[KeyframeUpdate] = []
+    def select_ready(self) -> list[Rejection]:
+        """Move waiting clouds that odometry now covers to the keyframe queue (or skip
+        them when they are not keyframes).  Clouds beyond the newest odometry wait."""
+        with self._lock:
+            return self._select_ready()
+
+    def _select_ready(self) -> list[Rejection]:
         rejections: list[Rejection] = []
         span = self._odom.span
-        while self._pending:
-            cloud = self._pending[0]
-            if span is None or cloud.stamp > span[1]:
-                newest = max(self._last_cloud_stamp or cloud.stamp, span[1] if span else -np.inf)
-                if newest - cloud.stamp > self.cfg.inputs.max_cloud_wait:
-                    self._pending.popleft()
-                    rejections.append(self._reject(
-                        "cloud_wait_timeout", f"no odometry reached the cloud at {cloud.stamp:.3f} within "
-                        f"max_cloud_wait = {self.cfg.inputs.max_cloud_wait} s"))
-                    continue
-                break
-            self._pending.popleft()
+        while self._pending and span is not None and self._pending[0].stamp <= span[1]:
+            cloud = self._pending.popleft()
             if cloud.stamp < span[0]:
                 rejections.append(self._reject(
                     "cloud_before_odometry", f"cloud at {cloud.stamp:.3f} is older than the buffered odometry ({span[0]:.3f})"))
                 continue
             t_odom_body = self._odom.interpolate(cloud.stamp)
-            update = self._maybe_keyframe(cloud, t_odom_body)
-            if update is not None:
-                updates.append(update)
-        return updates, rejections
+            if not self._selector.is_keyframe(t_odom_body):
+                self.skipped_clouds += 1
+                continue
+            self._selector.accept(t_odom_body)
+            self.selected_keyframes += 1
+            self._ready.append((cloud, t_odom_body))
+        return rejections
 
-    def _maybe_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate | None:
-        if not self._selector.is_keyframe(t_odom_body):
-            self.skipped_clouds += 1
-            return None
-        self._selector.accept(t_odom_body)
+    @property
+    def queued_keyframes(self) -> int:
+        """Selected keyframes not solved yet."""
+        return len(self._ready)
+
+    def process_ready(self, max_keyframes: int | None = None) -> list[KeyframeUpdate]:
+        """Solve queued keyframes (all, or at most ``max_keyframes``) in order."""
+        updates = []
+        while self._ready and (max_keyframes is None or len(updates) < max_keyframes):
+            cloud, t_odom_body = self._ready.popleft()
+            updates.append(self._keyframe(cloud, t_odom_body))
+        return updates
+
+    def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
         before = (self.window.dropped_capacity, self.window.dropped_points)
         stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
-        self.dropped["voxel_capacity"] += self.window.dropped_capacity - before[0]
-        self.dropped["points_out_of_range"] += self.window.dropped_points - before[1]
-        self.dropped += Counter()  # drop zero entries
+        self.count("voxel_capacity", self.window.dropped_capacity - before[0])
+        self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
         if self.cfg.inputs.compute_covariance:
             self.covariance = self._newest_covariance()
+        self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
-        return KeyframeUpdate(cloud.stamp, stats, self.covariance, self.keyframes, self.compilations_after_warmup())
+        return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes, self.compilations_after_warmup())
 
     def _newest_covariance(self) -> np.ndarray:
         wm = self.window.wm

@@ -76,9 +76,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("noise.anchor_sigma", 0.001, "Prior sigma holding the oldest window keyframe (m and rad).", 1e-12, BIG),
     ParamSpec("noise.frozen_voxel_sigma", 0.05, "Prior sigma of a frozen voxel seen again (m).", 1e-9, BIG),
     # input checks
-    ParamSpec("inputs.max_cloud_wait", 1.0, "How long (stamp time, s) a cloud waits for odometry covering its stamp.",
-              1e-6, BIG),
-    ParamSpec("inputs.max_pending_clouds", 50, "Clouds allowed to wait for odometry at once.", 1, 100000),
+    ParamSpec("inputs.max_pending_clouds", 100,
+              "Clouds allowed to wait for odometry covering their stamps; beyond, the oldest is dropped.", 1, 100000),
     ParamSpec("inputs.max_linear_speed", 10.0, "Odometry faster than this between two messages is a jump (m/s).",
               1e-6, BIG),
     ParamSpec("inputs.max_angular_speed", 6.0, "Odometry faster than this between two messages is a jump (rad/s).",
@@ -188,7 +187,7 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
             ),
             keyframe=KeyframeConfig(float(v["keyframe.min_translation"]), float(v["keyframe.min_rotation"])),
             inputs=InputConfig(
-                odom_buffer=int(v["inputs.odom_buffer"]), max_cloud_wait=float(v["inputs.max_cloud_wait"]),
+                odom_buffer=int(v["inputs.odom_buffer"]),
                 max_pending_clouds=int(v["inputs.max_pending_clouds"]),
                 max_linear_speed=float(v["inputs.max_linear_speed"]),
                 max_angular_speed=float(v["inputs.max_angular_speed"]), min_points=int(v["inputs.min_points"]),

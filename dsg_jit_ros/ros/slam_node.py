@@ -15,6 +15,11 @@ ROS-free ``SlamPipeline`` (keyframes, sliding window, jitted LM); publishes
 and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
 (std_srvs/Trigger).  Every rejected input is counted in the status and logged
 (throttled per reason).
+
+Threads: the subscriptions only check and queue (one callback group), the
+keyframe solves and the services run in another group, woken by a guard
+condition; with ``main``'s two-thread executor odometry (and ``~/odometry``,
+TF) keeps flowing while a keyframe is solved.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from collections import Counter
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import ExternalShutdownException
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
@@ -65,10 +71,13 @@ class SlamNode(Node):
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self._last_markers = -np.inf
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: list[float] = []  # per keyframe, cloud in -> status out (wall)
+        self.received: Counter[str] = Counter()  # messages per input, whatever became of them
+        self.warmup_s = 0.0
+        self.published_keyframes = 0
         if self.cfg.warmup:
-            seconds = self.pipeline.warm_up()
-            self.get_logger().info(f"solver compiled in {seconds:.1f} s (warm-up); no compile after this")
+            self.warmup_s = self.pipeline.warm_up()
+            self.get_logger().info(f"solver compiled in {self.warmup_s:.1f} s (warm-up); no compile after this")
 
         self.pub_path = self.create_publisher(Path, "~/path", 10)
         self.pub_odom = self.create_publisher(Odometry, "~/odometry", 50)
@@ -79,13 +88,16 @@ class SlamNode(Node):
         self.pub_status = self.create_publisher(self.SlamStatus, "~/status", 10)
         self.TFMessage = TFMessage
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100) if self.cfg.publish_tf else None
-        self.create_service(SaveMap, "~/save_map", self._on_save_map)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        inputs, solver = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.create_service(SaveMap, "~/save_map", self._on_save_map, callback_group=solver)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=solver)
+        self._work = self.create_guard_condition(self._on_work, callback_group=solver)
 
         reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable_inputs else ReliabilityPolicy.BEST_EFFORT
         qos = lambda depth: QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)  # noqa: E731
-        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth))
-        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))
+        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth), callback_group=inputs)
+        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth),
+                                 callback_group=inputs)
         self.get_logger().info(
             f"listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
@@ -101,16 +113,18 @@ class SlamNode(Node):
             return
         more = self._suppressed.pop(rejection.reason, 0)
         tail = f" ({more} more since the last report)" if more else ""
-        total = self.pipeline.dropped[rejection.reason]
-        self.get_logger().warning(f"[{rejection.reason}, total {total}] {rejection.detail}{tail}")
+        total = self.pipeline.dropped_snapshot().get(rejection.reason, 0)
+        head = f"[{rejection.reason}, total {total}]" if total else f"[{rejection.reason}]"
+        self.get_logger().warning(f"{head} {rejection.detail}{tail}")
         self._last_log[rejection.reason] = now
 
     def _count(self, reason: str, detail: str) -> None:
-        self.pipeline.dropped[reason] += 1
+        self.pipeline.count(reason)
         self._warn(Rejection(reason, detail))
 
     # ---- inputs -------------------------------------------------------------
     def _on_odom(self, msg: Odometry) -> None:
+        self.received["odom"] += 1
         if msg.header.frame_id != self.cfg.odom_frame or msg.child_frame_id != self.cfg.base_frame:
             self._count("odom_unknown_frame", f"odometry {msg.header.frame_id!r} -> {msg.child_frame_id!r}, "
                         f"expected {self.cfg.odom_frame!r} -> {self.cfg.base_frame!r}")
@@ -128,10 +142,10 @@ class SlamNode(Node):
         cov = self.pipeline.covariance if self.cfg.publish_covariance else None
         self.pub_odom.publish(convert.odometry_msg(msg, self.cfg.map_frame, correction @ t_odom_body, cov))
         self._publish_tf(correction, msg.header.stamp)
-        self._handle(self.pipeline.process_pending(), time.perf_counter())
+        self._queued(self.pipeline.select_ready())
 
     def _on_points(self, msg: PointCloud2) -> None:
-        entry = time.perf_counter()
+        self.received["points"] += 1
         if msg.header.frame_id != self.cfg.cloud_frame:
             self._count("cloud_unknown_frame", f"cloud in {msg.header.frame_id!r}, expected {self.cfg.cloud_frame!r}")
             return
@@ -140,15 +154,24 @@ class SlamNode(Node):
         except convert.ConversionError as err:
             self._count(err.reason, str(err))
             return
-        stamp = convert.stamp_to_sec(msg.header.stamp)
-        self._handle(self.pipeline.add_cloud(stamp, points), entry)
+        self._queued(self.pipeline.ingest_cloud(convert.stamp_to_sec(msg.header.stamp), points))
 
-    def _handle(self, result: tuple[list[KeyframeUpdate], list[Rejection]], entry: float) -> None:
-        updates, rejections = result
+    def _queued(self, rejections: list[Rejection]) -> None:
         for r in rejections:
             self._warn(r)
-        for update in updates:
-            self._publish_keyframe(update, entry)
+        if self.pipeline.queued_keyframes:
+            self._work.trigger()
+
+    def _on_work(self) -> None:
+        """Solve one queued keyframe and publish; re-arm while more are queued (so a
+        service call can run in between)."""
+        for update in self.pipeline.process_ready(max_keyframes=1):
+            self._publish_keyframe(update)
+        backlog = self.pipeline.queued_keyframes
+        if backlog:
+            if backlog > 10:
+                self._warn(Rejection("backlog", f"{backlog} keyframes wait to be solved (the solver is behind)"))
+            self._work.trigger()
 
     # ---- outputs ------------------------------------------------------------
     def _publish_tf(self, correction: np.ndarray, stamp) -> None:
@@ -156,7 +179,7 @@ class SlamNode(Node):
             tf = convert.transform_stamped(correction, self.cfg.map_frame, self.cfg.odom_frame, stamp)
             self.pub_tf.publish(self.TFMessage(transforms=[tf]))
 
-    def _publish_keyframe(self, update: KeyframeUpdate, entry: float) -> None:
+    def _publish_keyframe(self, update: KeyframeUpdate) -> None:
         stamp = convert.sec_to_stamp(update.stamp)
         poses = self.pipeline.window.keyframe_poses
         self.pub_path.publish(convert.path_msg([t for t, _ in poses], [m for _, m in poses], self.cfg.map_frame, stamp))
@@ -166,7 +189,7 @@ class SlamNode(Node):
             self._publish_map(stamp)
             self._last_markers = now
         s = update.stats
-        dropped = sorted(self.pipeline.dropped.items())
+        dropped = list(self.pipeline.dropped_snapshot().items())
         status = self.SlamStatus(
             keyframes=update.keyframes, solve_ms=s.solve_ms, iterations=s.iterations,
             initial_cost=s.initial_cost, final_cost=s.final_cost, window_size=s.keyframes_in_window,
@@ -176,8 +199,9 @@ class SlamNode(Node):
         )
         status.header.stamp = stamp
         status.header.frame_id = self.cfg.map_frame
-        status.latency_ms = (time.perf_counter() - entry) * 1000.0
+        status.latency_ms = (time.perf_counter() - update.received) * 1000.0
         self.latencies_ms.append(status.latency_ms)
+        self.published_keyframes += 1
         self.pub_status.publish(status)
         if update.compilations_after_warmup:
             self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
@@ -206,6 +230,7 @@ class SlamNode(Node):
     def _on_reset(self, request, response):
         keyframes = self.pipeline.keyframes
         self.pipeline.reset()
+        self.published_keyframes = 0
         self._last_markers = -np.inf
         response.success = True
         response.message = f"reset: forgot {keyframes} keyframes, the map and the odometry buffer"
@@ -232,11 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
