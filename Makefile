@@ -5,7 +5,7 @@ STAMP := .venv/.installed
 INTERFACES := requirements-build.txt interfaces/build.sh $(wildcard msg/*.msg srv/*.srv \
 	interfaces/*/CMakeLists.txt interfaces/*/package.xml interfaces/*/msg/*.msg interfaces/cmake/*.cmake)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo examples test bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py s
 	touch $(STAMP)
 
 demo: setup
+	# the online SLAM demo: synthesise out/demo_bag (once), replay it through the node, score it
+	$(PY) -m dsg_jit_ros.tools.demo --bag out/demo_bag --out out/demo
+
+examples: setup
 	cd examples && ../$(PY) seed_000_voxel_gradient.py && ../$(PY) hero_hybrid.py && ../$(PY) exp15_hybrid_se3_voxel_joint_learning.py
 
 test: setup
