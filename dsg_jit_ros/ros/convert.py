@@ -10,6 +10,8 @@ outputs (path, odometry with covariance, TF, voxel markers) are built here too.
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Transform, TransformStamped
@@ -56,7 +58,7 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
         return np.zeros((0, 3), dtype=np.float32)
     if msg.row_step < msg.width * msg.point_step:
         raise ConversionError("malformed", f"row_step {msg.row_step} < width {msg.width} * point_step {msg.point_step}")
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size < msg.row_step * (msg.height - 1) + msg.width * msg.point_step:
         raise ConversionError("malformed", f"data has {data.size} bytes, fewer than the {n} points declared")
     rows = [data[r * msg.row_step: r * msg.row_step + msg.width * msg.point_step] for r in range(msg.height)]
@@ -72,7 +74,9 @@ def xyz_to_pointcloud2(points: np.ndarray, frame_id: str, stamp: Time) -> PointC
     fields = [PointField(name=c, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, c in enumerate("xyz")]
     return PointCloud2(
         header=Header(frame_id=frame_id, stamp=stamp), height=1, width=pts.shape[0], fields=fields,
-        is_bigendian=False, point_step=12, row_step=12 * pts.shape[0], data=pts.tobytes(), is_dense=bool(np.all(np.isfinite(pts))),
+        is_bigendian=False, point_step=12, row_step=12 * pts.shape[0],
+        data=array.array("B", pts.tobytes()),  # ~80x faster to assign than bytes
+        is_dense=bool(np.all(np.isfinite(pts))),
     )
 
 
