@@ -24,7 +24,9 @@ TF) keeps flowing while a keyframe is solved.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -34,6 +36,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
@@ -250,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
             rng = f" [{spec.low}, {spec.high}]" if spec.low is not None else ""
             print(f"  {spec.name} = {spec.default!r}{rng}\n      {spec.description}")
         return 0
-    rclpy.init(args=argv)
+    # SIGINT/SIGTERM only set a flag: a KeyboardInterrupt raised inside JAX's
+    # compile (the warm-up) is swallowed, and a solve should not be cut mid-way.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = SlamNode()
     except (ParameterError, RuntimeError) as err:
@@ -260,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=30.0)  # lets a running solve finish and publish
+        node.get_logger().info(f"stopping after {node.pipeline.keyframes} keyframes")
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
