@@ -96,15 +96,19 @@ class SlidingWindow:
         n = cfg.window_size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
-            factor_capacity={"odom_se3": n + 1, "pose_voxel_point": cfg.max_observations, "prior": cfg.max_voxels + 2},
+            # the anchor is a prior of its own type so that its batch has 2 slots, not max_voxels
+            factor_capacity={"odom_se3": n + 1, "pose_voxel_point": cfg.max_observations, "prior": cfg.max_voxels,
+                             "anchor": 2},
         )
-        for f_type, fn in (("prior", prior_residual), ("odom_se3", odom_se3_residual),
+        for f_type, fn in (("prior", prior_residual), ("anchor", prior_residual), ("odom_se3", odom_se3_residual),
                            ("pose_voxel_point", pose_voxel_point_residual)):
             self.wm.register_residual(f_type, fn)
-        self.wm.declare_factor_type("prior", ("pose_se3",), {"target": np.zeros(6)})
-        self.wm.declare_factor_type("prior", ("voxel_cell3d",), {"target": np.zeros(3)})
+        # voxel factors have scalar sigmas (isotropic): the Schur solver's moment fast path
+        self.wm.declare_factor_type("anchor", ("pose_se3",), {"target": np.zeros(6)})
+        self.wm.declare_factor_type("prior", ("voxel_cell3d",), {"target": np.zeros(3)}, isotropic=True)
         self.wm.declare_factor_type("odom_se3", ("pose_se3", "pose_se3"), {"measurement": np.zeros(6)})
-        self.wm.declare_factor_type("pose_voxel_point", ("pose_se3", "voxel_cell3d"), {"point_body": np.zeros(3)})
+        self.wm.declare_factor_type("pose_voxel_point", ("pose_se3", "voxel_cell3d"), {"point_body": np.zeros(3)},
+                                    isotropic=True)
         self._keyframes: list[_Keyframe] = []
         self._voxels: dict[tuple, int] = {}  # world key -> active voxel variable
         self._voxel_priors: dict[tuple, int] = {}  # world key -> prior factor of a re-entered voxel
@@ -159,7 +163,7 @@ class SlidingWindow:
             kf.factors.append(self.wm.add_factor(
                 "odom_se3", (prev.var, var), {"measurement": pose_values(increment[None])[0], "sigma": np.array(sig)}))
         else:
-            self._anchor = self.wm.add_factor("prior", (var,), {"target": pose_values(t_map_body[None])[0],
+            self._anchor = self.wm.add_factor("anchor", (var,), {"target": pose_values(t_map_body[None])[0],
                                                                   "sigma": self.cfg.anchor_sigma})
         self._keyframes.append(kf)
         drops_before = (self.dropped_capacity, self.dropped_points)
@@ -246,7 +250,7 @@ class SlidingWindow:
         self.wm.remove_factor(link)
         if self._anchor is not None:
             self.wm.remove_factor(self._anchor)
-        self._anchor = self.wm.add_factor("prior", (new_first.var,), {
+        self._anchor = self.wm.add_factor("anchor", (new_first.var,), {
             "target": self.wm.get_variable_value(new_first.var), "sigma": self.cfg.anchor_sigma})
         self.wm.remove_variable(old.var)
         for key in old.voxels:

@@ -121,3 +121,10 @@ BUILTIN_RESIDUALS = {
     "voxel_point_obs": voxel_point_observation_residual,
     "pose_voxel_point": pose_voxel_point_residual,
 }
+
+
+# Structure the Schur solver's fast path may rely on (``optimization.linear_solvers``):
+# a point seen in a pose's frame (e = R^T (v - t) - p), and a prior whose
+# Jacobian on a Euclidean variable is the identity (e = x - target).
+pose_voxel_point_residual.schur_structure = "point_in_body"
+prior_residual.schur_structure = "prior"

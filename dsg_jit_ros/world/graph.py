@@ -122,6 +122,7 @@ class FactorBatch:
     arg_types: tuple[VariableType, ...]  # static
     arg_positions: tuple[int, ...]  # static: layout position of each argument type
     residual_dim: int  # static
+    isotropic: bool = False  # static: every sqrt_info is a scalar times I (checked on insertion)
 
     @property
     def f_type(self) -> str:
@@ -135,7 +136,7 @@ class FactorBatch:
 jax.tree_util.register_dataclass(
     FactorBatch,
     data_fields=["slots", "params", "sqrt_info", "robust_kind", "robust_scale", "rank", "mask"],
-    meta_fields=["spec", "arg_types", "arg_positions", "residual_dim"],
+    meta_fields=["spec", "arg_types", "arg_positions", "residual_dim", "isotropic"],
 )
 
 

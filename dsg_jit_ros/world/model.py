@@ -113,8 +113,9 @@ class _Group(_SlotPool):
 
     label = "factor type"
 
-    def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity):
+    def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity, isotropic=False):
         self.spec = spec
+        self.isotropic = bool(isotropic)
         self.arg_types = tuple(arg_types)
         self.param_shapes = dict(param_shapes)
         self.residual_dim = residual_dim
@@ -150,7 +151,18 @@ class _Group(_SlotPool):
             arg_types=self.arg_types,
             arg_positions=positions,
             residual_dim=self.residual_dim,
+            isotropic=self.isotropic,
         )
+
+    def check_isotropic(self, sqrt_info: np.ndarray) -> None:
+        """Raise unless every (d, d) matrix is a scalar times I (isotropic groups only)."""
+        if not self.isotropic:
+            return
+        d = self.residual_dim
+        scal = np.trace(sqrt_info, axis1=-2, axis2=-1)[..., None, None] / d
+        if np.any(np.abs(sqrt_info - scal * np.eye(d)) > 1e-12 * np.maximum(np.abs(scal), 1e-300)):
+            raise ValueError(f"factor type {self.spec.f_type!r} was declared isotropic: its weight must be a "
+                             "scalar weight / sigma (sqrt_info = w I)")
 
 
 class WorldModel:
@@ -312,6 +324,7 @@ class WorldModel:
             values[k] = arr
         key, group = self._group_for(spec, arg_types, {k: v.shape[1:] for k, v in values.items()})
         sqrt_info = weights.whitening_matrices(params, group.residual_dim, m)
+        group.check_isotropic(sqrt_info)
         kind, scale = weights.kernel(params)
         rows = group.take(m)
         group.slots[rows] = [[r.slot for r in row] for row in records]
@@ -331,24 +344,28 @@ class WorldModel:
         self._graph = None
         return fids
 
-    def _group_for(self, spec: ResidualSpec, arg_types, shapes: dict[str, tuple]) -> tuple[tuple, _Group]:
+    def _group_for(self, spec: ResidualSpec, arg_types, shapes: dict[str, tuple],
+                   isotropic: bool = False) -> tuple[tuple, _Group]:
         """The batch for (f_type, argument types, parameter shapes), created if new."""
         key = (spec.f_type, tuple(t.name for t in arg_types), tuple(sorted(shapes.items())))
         group = self._groups.get(key)
         if group is None:
             examples = {k: np.zeros(v) for k, v in shapes.items()}
             d = self._residual_dim(spec, arg_types, examples)
-            group = _Group(spec, arg_types, shapes, d, self._factor_capacity.get(spec.f_type, 0))
+            group = _Group(spec, arg_types, shapes, d, self._factor_capacity.get(spec.f_type, 0), isotropic)
             self._groups[key] = group
             self._graph = None
         return key, group
 
-    def declare_factor_type(self, f_type: str, var_types, params: Mapping[str, Any]) -> None:
+    def declare_factor_type(self, f_type: str, var_types, params: Mapping[str, Any], isotropic: bool = False) -> None:
         """Create the empty batch of ``f_type`` on ``var_types`` with parameters shaped
         like ``params`` (example values), at its configured capacity.
 
         Declaring every batch up front fixes the graph's structure, so the first
         solve's compilation serves all later edits (an online window's warm-up).
+        ``isotropic``: every factor of the batch will have a scalar weight (sqrt_info
+        ``w I``, enforced on insertion), which lets the Schur solver use its fast
+        path for point observations (``optimization.linear_solvers``).
         """
         spec = self._residuals.get(f_type)
         if spec is None:
@@ -357,7 +374,9 @@ class WorldModel:
         for t in var_types:
             self._type_slots(t)
         shapes = {k: np.shape(v) for k, v in params.items() if k not in weights.RESERVED_KEYS}
-        self._group_for(spec, arg_types, shapes)
+        key, group = self._group_for(spec, arg_types, shapes, isotropic)
+        if group.isotropic != bool(isotropic):
+            raise ValueError(f"factor type {f_type!r} on {list(var_types)} already exists with isotropic={group.isotropic}")
 
     def _unknown_type(self, name: str):
         raise KeyError(f"unknown variable type {name!r}; known: {sorted(self._types)}")
@@ -389,7 +408,9 @@ class WorldModel:
                 raise ValueError(f"parameter {k!r} must be finite with shape {g.param_shapes[k]}")
             g.params[k][f.row] = arr
         if any(k in params for k in weights.WEIGHT_KEYS):
-            g.sqrt_info[f.row] = weights.whitening_matrix(params, g.residual_dim)
+            w = weights.whitening_matrix(params, g.residual_dim)
+            g.check_isotropic(w)
+            g.sqrt_info[f.row] = w
         if "robust" in params:
             g.kind[f.row], g.scale[f.row] = weights.kernel(params)
         self._graph = None
