@@ -185,13 +185,16 @@ def install_profiler() -> Profiler:
     prof.wrap(SP, "_newest_covariance", "covariance")
     prof.wrap(window_mod, "voxelize", "voxelise")
     prof.wrap(SW, "_observe", "association")
-    prof.wrap(SW, "_activate_voxel", "association")
-    for name in ("_drop_oldest", "_forget_observations", "_retire_voxel"):
+    for name in ("_activate_voxel", "_activate_voxels"):
+        prof.wrap(SW, name, "association")
+    prof.wrap(SW, "_register", "registration")
+    for name in ("_drop_oldest", "_forget_observations", "_retire_voxel", "_retire_voxels", "_release_keys"):
         prof.wrap(SW, name, "graph_edits")
-    for name in ("add_factor", "add_factors", "remove_factor", "add_variable", "remove_variable",
-                 "set_variable_value"):
+    for name in ("add_factor", "add_factors", "remove_factor", "remove_factors", "add_variable", "add_variables",
+                 "remove_variable", "remove_variables", "set_variable_value"):
         prof.wrap(WM, name, "graph_edits")
-    for name in ("pack_state", "update_from_state", "get_variable_value", "state_index"):
+    for name in ("pack_state", "state_vector", "update_from_state", "get_variable_value", "get_variable_values",
+                 "state_index"):
         prof.wrap(WM, name, "pack_unpack")
     prof.wrap(WM, "fg", "pack_unpack", prop=True)
     prof.wrap(window_mod, "solve", "solver", block=True)
@@ -240,6 +243,8 @@ def window_config(args, w: int) -> WindowConfig:
               max_observations=int(args.obs_per_keyframe * (w + 1)))
     if args.reassociations is not None:
         kw["reassociations"] = args.reassociations
+    if "registration_iterations" in fields and args.registration is not None:
+        kw["registration_iterations"] = args.registration
     if "max_observations_per_keyframe" in fields and args.obs_per_keyframe_cap is not None:
         kw["max_observations_per_keyframe"] = args.obs_per_keyframe_cap
     return WindowConfig(**kw)
@@ -300,10 +305,13 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
         "keyframes": n,
         "sizing": {"voxel_size": wcfg.voxel.voxel_size, "range": [wcfg.voxel.min_range, wcfg.voxel.max_range],
                    "max_voxels": wcfg.max_voxels, "max_observations": wcfg.max_observations,
-                   "reassociations": wcfg.reassociations, "cloud_hz": args.rate,
+                   "reassociations": wcfg.reassociations,
+                   "registration_iterations": getattr(wcfg, "registration_iterations", None), "cloud_hz": args.rate,
                    "obs_cap_per_keyframe": getattr(wcfg, "max_observations_per_keyframe", None)},
         "latency_ms": {"p50": round(pct(latency, 50), 1), "p95": round(pct(latency, 95), 1),
-                       "max": round(max(latency), 1) if latency else None},
+                       "max": round(max(latency), 1) if latency else None,
+                       "max_at_keyframe": int(np.argmax(latency)) if latency else None,
+                       "first3": [round(v, 1) for v in latency[:3]]},
         "solve_ms": {"p50": round(pct(solve_ms, 50), 1), "p95": round(pct(solve_ms, 95), 1)},
         "lm_iterations_p50": pct(iters, 50),
         "active_voxels": {"p50": pct(active, 50), "max": max(active) if active else 0},
@@ -341,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-voxels", type=str, default="10:2400,20:3000,40:4000",
                     help="max_voxels per window size, 'w:n,...'")
     ap.add_argument("--reassociations", type=int, default=None, help="override WindowConfig.reassociations")
+    ap.add_argument("--registration", type=int, default=None,
+                    help="override WindowConfig.registration_iterations (when the window has it)")
     ap.add_argument("--no-covariance", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

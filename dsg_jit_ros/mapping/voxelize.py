@@ -67,10 +67,15 @@ def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = N
         empty = np.zeros((0, 3))
         return VoxelCells(empty.astype(np.int64), empty, np.zeros(0, np.int64), nonfinite, out_of_range)
     keys = np.floor(kept / cfg.voxel_size).astype(np.int64)
-    uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    packed = pack_keys(keys)
+    if packed is None:  # beyond +-2^20 voxels from the origin: the slow row-wise unique
+        uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    else:  # one int64 per key; its order is the keys' lexicographic order
+        upacked, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+        uniq = unpack_keys(upacked)
     inverse = inverse.reshape(-1)
-    sums = np.zeros((uniq.shape[0], 3))
-    np.add.at(sums, inverse, kept)
+    m = uniq.shape[0]
+    sums = np.stack([np.bincount(inverse, weights=kept[:, i], minlength=m) for i in range(3)], axis=1)
     return VoxelCells(
         keys=uniq,
         centroids=sums / counts[:, None],
@@ -78,3 +83,24 @@ def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = N
         dropped_nonfinite=nonfinite,
         dropped_range=out_of_range,
     )
+
+
+_KEY_BITS = 21
+_KEY_OFFSET = 1 << (_KEY_BITS - 1)
+
+
+def pack_keys(keys: np.ndarray) -> np.ndarray | None:
+    """(M, 3) integer voxel keys -> (M,) int64, order-preserving (lexicographic);
+    None if a key is beyond +-2^20 (over 10^5 km at 0.1 m voxels)."""
+    k = np.asarray(keys, dtype=np.int64)
+    if k.size and (k.min() < -_KEY_OFFSET or k.max() >= _KEY_OFFSET):
+        return None
+    k = k + _KEY_OFFSET
+    return (k[:, 0] << (2 * _KEY_BITS)) | (k[:, 1] << _KEY_BITS) | k[:, 2]
+
+
+def unpack_keys(packed: np.ndarray) -> np.ndarray:
+    """Inverse of ``pack_keys``: (M,) int64 -> (M, 3) int64."""
+    p = np.asarray(packed, dtype=np.int64)
+    mask = (1 << _KEY_BITS) - 1
+    return np.stack([p >> (2 * _KEY_BITS), (p >> _KEY_BITS) & mask, p & mask], axis=1) - _KEY_OFFSET

@@ -261,8 +261,8 @@ def _point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, pl
         h = h.at[b.slots[:, 0]].add(jnp.sum(lin.jacobians[0] ** 2, axis=(1, 2)) / 3.0)
     wm = wm.reshape(n_pt, n_pose)
     h = jnp.where(graph.var_masks[pl], h + jnp.sum(wm, axis=1), 1.0)  # unused slots: identity
-    vv = (pts[:, :, None] * pts[:, None, :]).reshape(n_pt, 9)
-    mono = jnp.concatenate([jnp.ones((n_pt, 1), dtype), pts, vv], axis=1)  # (L, 13)
+    mono = jnp.concatenate([jnp.ones((n_pt, 1), dtype), pts, (pts[:, :, None] * pts[:, None, :]).reshape(n_pt, 9)],
+                           axis=1)  # (L, 13): [1, v, vec(v v^T)]
     dt = jax.vmap(lambda r: jax.scipy.linalg.block_diag(r.T, r.T))(rot)  # D_p, (P, 6, 6)
     # Hpp of the point factors: block-diagonal, weights s_lp
     diag_blocks = _moment_blocks(wm.T @ mono, trans, trans)
@@ -273,7 +273,7 @@ def _point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, pl
     s = hpp + jnp.diag(lam * dp)
     hl = h + lam * jnp.maximum(h, min_diag)  # damped h_l (Marquardt scaling of h I)
     wn = wm / hl[:, None]
-    cross_mom = (wm.T @ (wn[:, :, None] * mono[:, None, :]).reshape(n_pt, n_pose * 13)).reshape(n_pose, n_pose, 13)
+    cross_mom = jnp.einsum("lp,lq,lk->pqk", wm, wn, mono)
     cross = _moment_blocks(cross_mom, trans[:, None, :], trans[None, :, :])
     cross = jnp.einsum("pab,pqbc,qdc->paqd", dt, cross, dt).reshape(n_red, n_red)
     s = s - cross

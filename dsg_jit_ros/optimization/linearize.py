@@ -57,7 +57,10 @@ def _batch_linearize(b: FactorBatch, blocks, lifted) -> tuple[BatchLinearization
     def one(xs, p, w):
         if closed_form is not None:
             e, jacs = closed_form(xs, p)
-            return w @ e, w @ jnp.concatenate(jacs, axis=1)
+            jac = jnp.concatenate(jacs, axis=1)
+            if b.isotropic:  # sqrt_info = w I: a scalar multiply, not a (d, d) product per factor
+                return w[0, 0] * e, w[0, 0] * jac
+            return w @ e, w @ jac
 
         def f(x_stacked):
             r = w @ b.spec(x_stacked, p, b.arg_types)

@@ -156,14 +156,14 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters)
 
-    # The loop linearises at the top of an iteration only after an accepted step,
-    # so the linearisation appears once in the compiled program.
-    cost0 = graph_cost(graph, x0)
-    lin_shape = jax.eval_shape(lin_at, x0)
-    lins_zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), lin_shape)
+    # The loop linearises at the top of an iteration only after an accepted step;
+    # the first iteration uses the linearisation at x0, which also gives the
+    # initial cost (no separate cost pass).
+    lin0 = lin_at(x0)
+    cost0 = lin0[1]
     dtype = x0.dtype
     init = dict(
-        x=x0, lin=lins_zero, fresh=jnp.array(False), cost=cost0,
+        x=x0, lin=lin0, fresh=jnp.array(True), cost=cost0,
         lam=jnp.asarray(cfg.lambda_init, dtype), it=jnp.array(0), acc=jnp.array(0),
         done=jnp.array(False), conv=jnp.array(False), lin_it=jnp.array(0),
     )

@@ -7,10 +7,9 @@ their 6x6 information (translation-first, as g2o stores it), and one isotropic
 
 from __future__ import annotations
 
-import jax
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from dsg_jit_ros.geometry import se3
 from dsg_jit_ros.io.g2o import PoseGraph
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
 from dsg_jit_ros.world.model import WorldModel
@@ -18,18 +17,28 @@ from dsg_jit_ros.world.model import WorldModel
 ANCHOR_SIGMA = 1e-6  # metres / radians: effectively fixes the anchor pose
 
 
-_MATRIX_TO_VEC = jax.jit(jax.vmap(se3.matrix_to_vec))
-_VEC_TO_MATRIX = jax.jit(jax.vmap(se3.vec_to_matrix))
+# Host (numpy / scipy) conversions, the same maps as ``se3.matrix_to_vec`` /
+# ``se3.vec_to_matrix``: no jit, so no compile for each new number of poses
+# (the online window converts 1..window poses at a time).
 
 
 def pose_values(poses: np.ndarray) -> np.ndarray:
-    """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector]."""
-    return np.asarray(_MATRIX_TO_VEC(np.asarray(poses, dtype=np.float64)))
+    """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector] (angle in [0, pi])."""
+    t = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
+    if t.shape[0] == 0:
+        return np.zeros((0, 6))
+    return np.concatenate([t[:, :3, 3], Rotation.from_matrix(t[:, :3, :3]).as_rotvec()], axis=1)
 
 
 def pose_matrices(values: np.ndarray) -> np.ndarray:
     """(n, 6) pose values [t, rotation vector] -> (n, 4, 4) T_world_body."""
-    return np.asarray(_VEC_TO_MATRIX(np.asarray(values, dtype=np.float64)))
+    v = np.asarray(values, dtype=np.float64).reshape(-1, 6)
+    out = np.zeros((v.shape[0], 4, 4))
+    if v.shape[0]:
+        out[:, :3, :3] = Rotation.from_rotvec(v[:, 3:]).as_matrix()
+    out[:, :3, 3] = v[:, :3]
+    out[:, 3, 3] = 1.0
+    return out
 
 
 def world_model_from_pose_graph(

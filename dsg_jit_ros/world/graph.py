@@ -179,7 +179,10 @@ def whitened_errors(batch: FactorBatch, blocks, lifted=None) -> jnp.ndarray:
     fast = batch.spec.lifted_residual
     if fast is not None and lifted is not None:
         args = gather_args(batch, lifted)
-        r = jax.vmap(lambda a, p, w: w @ fast(a, p))(args, batch.params, batch.sqrt_info)
+        if batch.isotropic:  # sqrt_info = w I
+            r = jax.vmap(lambda a, p, w: w[0, 0] * fast(a, p))(args, batch.params, batch.sqrt_info)
+        else:
+            r = jax.vmap(lambda a, p, w: w @ fast(a, p))(args, batch.params, batch.sqrt_info)
     else:
         args = gather_args(batch, blocks)
 

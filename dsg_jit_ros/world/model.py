@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 _MIN_CAPACITY = 1
 
 
+def _to_device(arr: np.ndarray) -> jnp.ndarray:
+    """A JAX copy of a host array this model keeps editing in place.
+
+    ``jnp.asarray`` of a NumPy array may read it asynchronously (measured on
+    XLA:CPU: an edit right after the call shows up in the JAX array), so a solve
+    still running while the model is edited would see torn inputs.  The
+    transfer gets a private copy instead.
+    """
+    return jnp.asarray(np.array(arr, copy=True))
+
+
 @dataclass
 class _Var:
     type_name: str
@@ -85,13 +96,20 @@ class _SlotPool:
         """Mark n free rows used; returns them."""
         if len(self._free) < n:
             self._grow(max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - len(self._free)))
-        rows = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.array(self._free[:-n - 1:-1], dtype=np.int64)
+        del self._free[-n:]
         self.used[rows] = True
         return rows
 
     def release(self, row: int) -> None:
         self.used[row] = False
         self._free.append(int(row))
+
+    def release_many(self, rows: np.ndarray) -> None:
+        self.used[rows] = False
+        self._free.extend(np.asarray(rows, dtype=np.int64).tolist())
 
 
 class _TypeSlots(_SlotPool):
@@ -140,13 +158,13 @@ class _Group(_SlotPool):
 
     def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
         return FactorBatch(
-            slots=jnp.asarray(self.slots),
-            params={k: jnp.asarray(v) for k, v in self.params.items()},
-            sqrt_info=jnp.asarray(self.sqrt_info),
-            robust_kind=jnp.asarray(self.kind),
-            robust_scale=jnp.asarray(self.scale),
-            rank=jnp.asarray(self.rank),
-            mask=jnp.asarray(self.used),
+            slots=_to_device(self.slots),
+            params={k: _to_device(v) for k, v in self.params.items()},
+            sqrt_info=_to_device(self.sqrt_info),
+            robust_kind=_to_device(self.kind),
+            robust_scale=_to_device(self.scale),
+            rank=_to_device(self.rank),
+            mask=_to_device(self.used),
             spec=self.spec,
             arg_types=self.arg_types,
             arg_positions=positions,
@@ -236,6 +254,53 @@ class WorldModel:
         self._index = None
         return vid
 
+    def add_variables(self, var_type: str, values) -> np.ndarray:
+        """Add n variables of one type at once ((n, dim) finite values); returns their ids."""
+        vt = self._types.get(var_type)
+        if vt is None:
+            raise KeyError(f"unknown variable type {var_type!r}; known: {sorted(self._types)}")
+        vals = np.asarray(values, dtype=np.float64).reshape(-1, vt.dim)
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(f"{vt.name} values must be finite")
+        slots = self._type_slots(var_type)
+        rows = slots.take(vals.shape[0])
+        slots.values[rows] = vals
+        ids = np.arange(self._next_var, self._next_var + vals.shape[0])
+        self._next_var += vals.shape[0]
+        self._vars.update((vid, _Var(var_type, slot)) for vid, slot in zip(ids.tolist(), rows.tolist()))
+        if len(ids):
+            self._graph = None
+            self._index = None
+        return ids
+
+    def remove_variables(self, var_ids) -> None:
+        """``remove_variable`` for many ids (each must have no factors left)."""
+        ids = [int(v) for v in np.asarray(var_ids, dtype=np.int64).reshape(-1)]
+        for vid in ids:
+            v = self._var(vid)
+            if self._var_factors.get(vid):
+                raise ValueError(f"variable {vid} still has factors {sorted(self._var_factors[vid])[:5]}")
+        by_type: dict[str, list[int]] = {}
+        for vid in ids:
+            v = self._vars.pop(vid)
+            self._var_factors.pop(vid, None)
+            by_type.setdefault(v.type_name, []).append(v.slot)
+        for name, rows in by_type.items():
+            self._slots[name].release_many(np.array(rows, dtype=np.int64))
+        if ids:
+            self._index = None
+            self._graph = None
+
+    def get_variable_values(self, var_ids) -> np.ndarray:
+        """(n, dim) values of n variables of one type."""
+        recs = [self._var(v) for v in np.asarray(var_ids, dtype=np.int64).reshape(-1).tolist()]
+        if not recs:
+            return np.zeros((0, 0))
+        name = recs[0].type_name
+        if any(r.type_name != name for r in recs):
+            raise ValueError("get_variable_values: all variables must have the same type")
+        return self._slots[name].values[[r.slot for r in recs]]
+
     @staticmethod
     def _check_value(vt: VariableType, value) -> np.ndarray:
         val = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -308,10 +373,13 @@ class WorldModel:
         if ids.ndim != 2 or ids.shape[0] == 0:
             raise ValueError(f"var_ids must be (m, k) with m >= 1, got shape {ids.shape}")
         m = ids.shape[0]
-        records = [[self._var(v) for v in row] for row in ids]
-        arg_types = tuple(self._types[r.type_name] for r in records[0])
-        if any(tuple(self._types[r.type_name] for r in row) != arg_types for row in records):
-            raise ValueError(f"add_factors({f_type!r}): all factors must have the same variable types")
+        flat = [self._var(v) for v in ids.reshape(-1).tolist()]
+        n_args = ids.shape[1]
+        arg_names = tuple(r.type_name for r in flat[:n_args])
+        arg_types = tuple(self._types[n] for n in arg_names)
+        for a in range(n_args):
+            if any(r.type_name != arg_names[a] for r in flat[a::n_args]):
+                raise ValueError(f"add_factors({f_type!r}): all factors must have the same variable types")
         values = {}
         for k, v in params.items():
             if k in weights.RESERVED_KEYS:
@@ -327,7 +395,7 @@ class WorldModel:
         group.check_isotropic(sqrt_info)
         kind, scale = weights.kernel(params)
         rows = group.take(m)
-        group.slots[rows] = [[r.slot for r in row] for row in records]
+        group.slots[rows] = np.array([r.slot for r in flat], dtype=np.int32).reshape(m, n_args)
         for k, v in values.items():
             group.params[k][rows] = v
         group.sqrt_info[rows] = sqrt_info
@@ -337,10 +405,15 @@ class WorldModel:
         self._type_rank[f_type] = first_rank + m
         fids = np.arange(self._next_factor, self._next_factor + m)
         self._next_factor += m
-        for fid, row, vids in zip(fids.tolist(), rows.tolist(), ids.tolist()):
-            self._factors[fid] = _Factor(key, row, tuple(vids))
+        var_factors = self._var_factors
+        for fid, row, vids in zip(fids.tolist(), rows.tolist(), map(tuple, ids.tolist())):
+            self._factors[fid] = _Factor(key, row, vids)
             for v in vids:
-                self._var_factors.setdefault(v, set()).add(fid)
+                users = var_factors.get(v)
+                if users is None:
+                    var_factors[v] = {fid}
+                else:
+                    users.add(fid)
         self._graph = None
         return fids
 
@@ -424,6 +497,23 @@ class WorldModel:
             self._var_factors[v].discard(int(factor_id))
         self._graph = None
 
+    def remove_factors(self, factor_ids) -> None:
+        """``remove_factor`` for many ids at once."""
+        ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1).tolist()
+        if not ids:
+            return
+        recs = [self._factor(f) for f in ids]
+        rows_by_group: dict[tuple, list[int]] = {}
+        var_factors = self._var_factors
+        for fid, f in zip(ids, recs):
+            rows_by_group.setdefault(f.group, []).append(f.row)
+            del self._factors[fid]
+            for v in f.var_ids:
+                var_factors[v].discard(fid)
+        for key, rows in rows_by_group.items():
+            self._groups[key].release_many(np.array(rows, dtype=np.int64))
+        self._graph = None
+
     def _factor(self, factor_id: int) -> _Factor:
         try:
             return self._factors[int(factor_id)]
@@ -464,9 +554,15 @@ class WorldModel:
                 g.to_batch(tuple(names.index(t.name) for t in g.arg_types))
                 for g in self._groups.values()
             )
-            masks = tuple(jnp.asarray(self._slots[n].used) for n in names)
+            masks = tuple(_to_device(self._slots[n].used) for n in names)
             self._graph = FactorGraph(batches=batches, var_masks=masks, layout=layout)
         return self._graph
+
+    def state_vector(self) -> jnp.ndarray:
+        """The flat float64 state alone (``pack_state()[0]`` without building the index)."""
+        layout = self.layout
+        x = np.concatenate([self._slots[t.name].values.reshape(-1) for t in layout.types]) if layout.types else np.zeros(0)
+        return jnp.asarray(x, dtype=jnp.float64)
 
     def pack_state(self) -> tuple[jnp.ndarray, dict[int, tuple[int, int]]]:
         """Flat float64 state and ``index``: var id -> (start, stop) in it."""
