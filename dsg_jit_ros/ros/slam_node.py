@@ -16,10 +16,11 @@ and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
 (std_srvs/Trigger).  Every rejected input is counted in the status and logged
 (throttled per reason).
 
-Threads: the subscriptions only check and queue (one callback group), the
-keyframe solves and the services run in another group, woken by a guard
-condition; with ``main``'s two-thread executor odometry (and ``~/odometry``,
-TF) keeps flowing while a keyframe is solved.
+Threads: the two subscriptions only check and queue (a callback group each;
+the pipeline locks its buffers), the keyframe solves and the services run in a
+third group, woken by a guard condition; with ``main``'s three-thread executor
+odometry (and ``~/odometry``, TF) keeps flowing while a cloud is converted or a
+keyframe is solved.
 """
 
 from __future__ import annotations
@@ -91,16 +92,17 @@ class SlamNode(Node):
         self.pub_status = self.create_publisher(self.SlamStatus, "~/status", 10)
         self.TFMessage = TFMessage
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100) if self.cfg.publish_tf else None
-        inputs, solver = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        odom_group, points_group, solver = (MutuallyExclusiveCallbackGroup() for _ in range(3))
         self.create_service(SaveMap, "~/save_map", self._on_save_map, callback_group=solver)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=solver)
         self._work = self.create_guard_condition(self._on_work, callback_group=solver)
 
         reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable_inputs else ReliabilityPolicy.BEST_EFFORT
         qos = lambda depth: QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)  # noqa: E731
-        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth), callback_group=inputs)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth),
+                                 callback_group=odom_group)
         self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth),
-                                 callback_group=inputs)
+                                 callback_group=points_group)
         self.get_logger().info(
             f"listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():

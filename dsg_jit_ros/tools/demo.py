@@ -81,7 +81,7 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
     from dsg_jit_ros.ros.slam_node import SlamNode
 
     counts = _bag_counts(bag)
-    n_clouds = counts.get("/points", 0)
+    n_clouds, n_odom = counts.get("/points", 0), counts.get("/odom", 0)
     if n_clouds == 0:
         raise RuntimeError(f"{bag} has no /points messages")
     args = ["dsg_jit_ros_demo", "--ros-args", "--params-file", str(params_file)]
@@ -91,7 +91,7 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
     context = rclpy.Context()
     rclpy.init(args=args, context=context)
     node = SlamNode(context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(node)
     player_cmd = [sys.executable, "-m", "dsg_jit_ros.ros.bag_player", str(bag), "--clock", "--rate", str(rate),
                   "--topics", "/odom", "/points", "--wait-subscribers", "1", "--wait-topics", "/odom", "/points",
@@ -100,7 +100,8 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
     player = subprocess.Popen(player_cmd)
 
     def done() -> bool:
-        return (node.received["points"] >= n_clouds and node.pipeline.queued_keyframes == 0
+        return (node.received["points"] >= n_clouds and node.received["odom"] >= n_odom
+                and node.pipeline.queued_keyframes == 0
                 and node.published_keyframes == node.pipeline.selected_keyframes)
 
     progress, last_change = None, time.monotonic()
