@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import gc
 import json
 import os
 import resource
@@ -271,7 +272,12 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
     rss0 = rss_mib()
     prof.reset()
     prof.enabled = True
-    latency, solve_ms, active, obs, iters, kf_stamps = [], [], [], [], [], []
+    if args.gc == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif args.gc == "off":
+        gc.disable()
+    latency, solve_ms, active, obs, iters, kf_stamps, rss_trace = [], [], [], [], [], [], []
     pipe_wall = 0.0
     sim_t = 0.0
     for k in range(len(t)):
@@ -290,9 +296,13 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
             obs.append(u.stats.factors)
             iters.append(u.stats.iterations)
             kf_stamps.append(u.stamp)
+        if updates and pipe.keyframes % 50 == 0:
+            rss_trace.append(round(rss_mib(), 1))
         if pipe.keyframes >= n_keyframes:
             break
     prof.enabled = False
+    gc.enable()
+    gc.unfreeze()
     n = len(latency)
     est = np.array([m for _, m in pipe.window.keyframe_poses])
     idx = np.searchsorted(t, np.array([s for s, _ in pipe.window.keyframe_poses]))
@@ -307,7 +317,7 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
                    "max_voxels": wcfg.max_voxels, "max_observations": wcfg.max_observations,
                    "reassociations": wcfg.reassociations,
                    "registration_iterations": getattr(wcfg, "registration_iterations", None), "cloud_hz": args.rate,
-                   "obs_cap_per_keyframe": getattr(wcfg, "max_observations_per_keyframe", None)},
+                   "obs_cap_per_keyframe": getattr(wcfg, "max_observations_per_keyframe", None), "gc": args.gc},
         "latency_ms": {"p50": round(pct(latency, 50), 1), "p95": round(pct(latency, 95), 1),
                        "max": round(max(latency), 1) if latency else None,
                        "max_at_keyframe": int(np.argmax(latency)) if latency else None,
@@ -320,7 +330,7 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
         "compiles_after_warmup": {"counted": pipe.compilations_after_warmup() - counted0,
                                   "backend": compiles.n - backend0},
         "warmup_s": round(warm_s, 1),
-        "rss_mib": {"start": round(rss0, 1), "end": round(rss_mib(), 1),
+        "rss_mib": {"start": round(rss0, 1), "end": round(rss_mib(), 1), "every_50_keyframes": rss_trace,
                     "maxrss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)},
         "real_time_factor": round(sim_t / pipe_wall, 2) if pipe_wall else None,
         "sim_s": round(sim_t, 1), "pipeline_wall_s": round(pipe_wall, 2),
@@ -353,6 +363,8 @@ def main(argv=None) -> int:
                     help="override WindowConfig.registration_iterations (when the window has it)")
     ap.add_argument("--no-covariance", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
+                    help="Python GC during the timed keyframes (diagnostic: latency spikes from gen-2 collections)")
     args = ap.parse_args(argv)
     args.voxels_per_window = {int(a): int(b) for a, b in (p.split(":") for p in args.max_voxels.split(","))}
     n_kf = 300 if args.long else args.keyframes
