@@ -22,7 +22,6 @@ uncertainty of what it froze.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -148,7 +147,6 @@ class SlidingWindow:
         self.frozen_voxels: dict[int, np.ndarray] = {}  # key -> position (m, map frame)
         self.trajectory: list[tuple[float, np.ndarray]] = []  # frozen keyframes: (stamp, T_map_body)
         self._anchor: int | None = None
-        self._pre_lm = dataclasses.replace(cfg.lm, max_iters=min(cfg.lm.max_iters, PRE_ASSOCIATION_ITERS))
         self.dropped_capacity = 0
         self.dropped_points = 0
 
@@ -211,14 +209,14 @@ class SlidingWindow:
             self._drop_oldest()
         # a solve followed by a re-association only has to move the new pose close
         # enough for voxelising: its LM iterations are capped (PRE_ASSOCIATION_ITERS)
-        stats = self._solve(self._pre_lm if self.cfg.reassociations else self.cfg.lm)
+        stats = self._solve(PRE_ASSOCIATION_ITERS if self.cfg.reassociations else self.cfg.lm.max_iters)
         for i in range(self.cfg.reassociations):
             # re-voxelise the new cloud under the refined pose (ICP-like): the cells'
             # contents were conditioned on the predicted pose
             self._forget_observations(kf)
             self.dropped_capacity, self.dropped_points = drops_before  # count the final association only
             self._observe(kf, self._pose(kf.var), pts)
-            stats = self._solve(self._pre_lm if i + 1 < self.cfg.reassociations else self.cfg.lm)
+            stats = self._solve(PRE_ASSOCIATION_ITERS if i + 1 < self.cfg.reassociations else self.cfg.lm.max_iters)
         return stats
 
     def _cells(self, t_map_body: np.ndarray, pts: np.ndarray):
@@ -369,10 +367,11 @@ class SlidingWindow:
                 self.frozen_voxels[k] = v
         self.wm.remove_variables(vids)
 
-    def _solve(self, lm: LMConfig) -> SolveStats:
+    def _solve(self, max_iters: int) -> SolveStats:
         x0 = self.wm.state_vector()
         start = time.perf_counter()
-        result = solve(self.wm.fg, x0, cfg=lm)
+        # the iteration cap is data: both solves of a keyframe share one executable
+        result = solve(self.wm.fg, x0, cfg=self.cfg.lm, max_iters=min(max_iters, self.cfg.lm.max_iters))
         result.x.block_until_ready()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)

@@ -139,8 +139,13 @@ def gradient_descent(objective: Callable, x0, cfg: GDConfig):
     return jax.lax.fori_loop(0, cfg.max_iters, lambda _, x: x - cfg.learning_rate * grad_fn(x), x0)
 
 
-def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig()) -> LMResult:
-    """Run LM to convergence on ``graph`` from ``x0`` (jit-compatible; cfg static)."""
+def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig(), max_iters=None) -> LMResult:
+    """Run LM to convergence on ``graph`` from ``x0`` (jit-compatible; cfg static).
+
+    ``max_iters`` (optional, traced): a lower iteration cap for this call than
+    ``cfg.max_iters``; calls passing different values share one executable.
+    """
+    iter_cap = cfg.max_iters if max_iters is None else jnp.minimum(max_iters, cfg.max_iters)
     layout = graph.layout
 
     def lin_at(x):
@@ -169,7 +174,7 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
     )
 
     def cond(s):
-        return (~s["done"]) & (s["it"] < cfg.max_iters)
+        return (~s["done"]) & (s["it"] < iter_cap)
 
     def body(s):
         x, cost, lam = s["x"], s["cost"], s["lam"]

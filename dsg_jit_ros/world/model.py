@@ -33,15 +33,10 @@ log = logging.getLogger(__name__)
 _MIN_CAPACITY = 1
 
 
-def _to_device(arr: np.ndarray) -> jnp.ndarray:
-    """A JAX copy of a host array this model keeps editing in place.
-
-    ``jnp.asarray`` of a NumPy array may read it asynchronously (measured on
-    XLA:CPU: an edit right after the call shows up in the JAX array), so a solve
-    still running while the model is edited would see torn inputs.  The
-    transfer gets a private copy instead.
-    """
-    return jnp.asarray(np.array(arr, copy=True))
+# Transfers to JAX: ``jnp.asarray`` / ``device_put`` of a NumPy array may read it
+# asynchronously (measured on XLA:CPU: an edit right after the call shows up in
+# the JAX array), so a solve still running while the model is edited would see
+# torn inputs.  ``fg`` therefore transfers private copies of the arrays.
 
 
 @dataclass
@@ -157,14 +152,16 @@ class _Group(_SlotPool):
         self.rank = np.concatenate([self.rank, np.full(pad, -1, dtype=np.int32)])
 
     def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
+        """The batch with private host copies of the arrays (``WorldModel.fg`` moves
+        the whole graph to the device in one transfer)."""
         return FactorBatch(
-            slots=_to_device(self.slots),
-            params={k: _to_device(v) for k, v in self.params.items()},
-            sqrt_info=_to_device(self.sqrt_info),
-            robust_kind=_to_device(self.kind),
-            robust_scale=_to_device(self.scale),
-            rank=_to_device(self.rank),
-            mask=_to_device(self.used),
+            slots=self.slots.copy(),
+            params={k: v.copy() for k, v in self.params.items()},
+            sqrt_info=self.sqrt_info.copy(),
+            robust_kind=self.kind.copy(),
+            robust_scale=self.scale.copy(),
+            rank=self.rank.copy(),
+            mask=self.used.copy(),
             spec=self.spec,
             arg_types=self.arg_types,
             arg_positions=positions,
@@ -554,8 +551,11 @@ class WorldModel:
                 g.to_batch(tuple(names.index(t.name) for t in g.arg_types))
                 for g in self._groups.values()
             )
-            masks = tuple(_to_device(self._slots[n].used) for n in names)
-            self._graph = FactorGraph(batches=batches, var_masks=masks, layout=layout)
+            masks = tuple(self._slots[n].used.copy() for n in names)
+            # one device_put of the whole pytree (several times faster than an
+            # asarray per array); the arrays are private copies because the
+            # transfer may read them asynchronously (see the note above _Var)
+            self._graph = jax.device_put(FactorGraph(batches=batches, var_masks=masks, layout=layout))
         return self._graph
 
     def state_vector(self) -> jnp.ndarray:
