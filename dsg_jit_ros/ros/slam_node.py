@@ -16,26 +16,28 @@ and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
 (std_srvs/Trigger).  Every rejected input is counted in the status and logged
 (throttled per reason).
 
-Threads: the two subscriptions only check and queue (a callback group each;
-the pipeline locks its buffers), the keyframe solves and the services run in a
-third group, woken by a guard condition; with ``main``'s three-thread executor
-odometry (and ``~/odometry``, TF) keeps flowing while a cloud is converted or a
-keyframe is solved.
+Threads: the executor (one thread) runs only cheap callbacks: the two
+subscriptions check and queue (the pipeline locks its buffers).  Keyframes are
+solved and published by a worker thread of the node, so odometry (and
+``~/odometry``, TF) keeps flowing during a solve; the services take the same
+lock as the worker.  (A solver callback group in a multi-threaded executor was
+measured to busy-spin the executor while a solve ran, starving both.)
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry, Path
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -82,6 +84,10 @@ class SlamNode(Node):
         if self.cfg.warmup:
             self.warmup_s = self.pipeline.warm_up()
             self.get_logger().info(f"solver compiled in {self.warmup_s:.1f} s (warm-up); no compile after this")
+        # what exists now (compiled programs, modules) lives as long as the node: keep
+        # it out of full garbage collections, which caused the worst latency spikes
+        gc.collect()
+        gc.freeze()
 
         self.pub_path = self.create_publisher(Path, "~/path", 10)
         self.pub_odom = self.create_publisher(Odometry, "~/odometry", 50)
@@ -92,17 +98,18 @@ class SlamNode(Node):
         self.pub_status = self.create_publisher(self.SlamStatus, "~/status", 10)
         self.TFMessage = TFMessage
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100) if self.cfg.publish_tf else None
-        odom_group, points_group, solver = (MutuallyExclusiveCallbackGroup() for _ in range(3))
-        self.create_service(SaveMap, "~/save_map", self._on_save_map, callback_group=solver)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=solver)
-        self._work = self.create_guard_condition(self._on_work, callback_group=solver)
+        self._solve_lock = threading.Lock()  # the window: worker vs services
+        self._work = threading.Condition()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._solve_loop, name="dsg_jit_solver", daemon=True)
+        self._worker.start()
+        self.create_service(SaveMap, "~/save_map", self._on_save_map)
+        self.create_service(Trigger, "~/reset", self._on_reset)
 
         reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable_inputs else ReliabilityPolicy.BEST_EFFORT
         qos = lambda depth: QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)  # noqa: E731
-        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth),
-                                 callback_group=odom_group)
-        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth),
-                                 callback_group=points_group)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth))
+        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))
         self.get_logger().info(
             f"listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
@@ -165,18 +172,37 @@ class SlamNode(Node):
         for r in rejections:
             self._warn(r)
         if self.pipeline.queued_keyframes:
-            self._work.trigger()
+            with self._work:
+                self._work.notify()
 
-    def _on_work(self) -> None:
-        """Solve one queued keyframe and publish; re-arm while more are queued (so a
-        service call can run in between)."""
-        for update in self.pipeline.process_ready(max_keyframes=1):
-            self._publish_keyframe(update)
-        backlog = self.pipeline.queued_keyframes
-        if backlog:
+    def _solve_loop(self) -> None:
+        """Worker thread: solve queued keyframes one at a time and publish each."""
+        while True:
+            with self._work:
+                while not self._stopping and not self.pipeline.queued_keyframes:
+                    self._work.wait(timeout=1.0)
+                if self._stopping:
+                    return
+            try:
+                with self._solve_lock:
+                    for update in self.pipeline.process_ready(max_keyframes=1):
+                        self._publish_keyframe(update)
+            except Exception as err:  # never die silently: count, log, go on with the next keyframe
+                self.pipeline.count("solver_error")
+                self.get_logger().error(f"keyframe update failed: {err!r}\n{traceback.format_exc()}")
+            backlog = self.pipeline.queued_keyframes
             if backlog > 10:
                 self._warn(Rejection("backlog", f"{backlog} keyframes wait to be solved (the solver is behind)"))
-            self._work.trigger()
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after the keyframe it is solving), then the node."""
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed early
+        if worker is not None:
+            with self._work:
+                self._stopping = True
+                self._work.notify_all()
+            worker.join(timeout=60.0)
+        super().destroy_node()
 
     # ---- outputs ------------------------------------------------------------
     def _publish_tf(self, correction: np.ndarray, stamp) -> None:
@@ -221,7 +247,8 @@ class SlamNode(Node):
     def _on_save_map(self, request, response):
         directory = request.directory or self.cfg.save_directory
         try:
-            files = save_outputs(self.pipeline, directory)
+            with self._solve_lock:
+                files = save_outputs(self.pipeline, directory)
         except (OSError, ValueError) as err:
             response.success, response.message = False, f"could not save into {directory!r}: {err}"
             self.get_logger().error(response.message)
@@ -233,9 +260,10 @@ class SlamNode(Node):
         return response
 
     def _on_reset(self, request, response):
-        keyframes = self.pipeline.keyframes
-        self.pipeline.reset()
-        self.published_keyframes = 0
+        with self._solve_lock:
+            keyframes = self.pipeline.keyframes
+            self.pipeline.reset()
+            self.published_keyframes = 0
         self._last_markers = -np.inf
         response.success = True
         response.message = f"reset: forgot {keyframes} keyframes, the map and the odometry buffer"
@@ -267,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():

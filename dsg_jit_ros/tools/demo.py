@@ -76,7 +76,7 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
         timeout: float = 1800.0) -> dict:
     """Replay ``bag`` through an in-process node; write the outputs; return the metrics."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from dsg_jit_ros.ros.slam_node import SlamNode
 
@@ -91,7 +91,7 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
     context = rclpy.Context()
     rclpy.init(args=args, context=context)
     node = SlamNode(context=context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     player_cmd = [sys.executable, "-m", "dsg_jit_ros.ros.bag_player", str(bag), "--clock", "--rate", str(rate),
                   "--topics", "/odom", "/points", "--wait-subscribers", "1", "--wait-topics", "/odom", "/points",
