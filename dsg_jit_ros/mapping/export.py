@@ -21,12 +21,18 @@ from dsg_jit_ros.mapping.pipeline import SlamPipeline
 MAP_FILE, TRAJECTORY_FILE, GRAPH_FILE = "map.ply", "trajectory.tum", "graph.g2o"
 
 
-def keyframe_graph(pipeline: SlamPipeline) -> PoseGraph:
-    """Keyframe poses (optimised) and odometry edges between consecutive keyframes."""
+def keyframe_arrays(pipeline: SlamPipeline) -> tuple[np.ndarray, np.ndarray]:
+    """(stamps (n,) s, T_map_body (n, 4, 4)) of every keyframe, optimised."""
     poses = pipeline.window.keyframe_poses
+    stamps = np.array([t for t, _ in poses], dtype=np.float64)
+    return stamps, np.array([m for _, m in poses]).reshape(-1, 4, 4)
+
+
+def keyframe_graph(pipeline: SlamPipeline, mats: np.ndarray) -> PoseGraph:
+    """Keyframe poses ``mats`` (from ``keyframe_arrays``) and the odometry edges
+    between consecutive keyframes."""
     odo = pipeline.keyframe_odometry
-    n = len(poses)
-    mats = np.array([m for _, m in poses]).reshape(n, 4, 4)
+    n = len(mats)
     odo_mats = np.array([m for _, m in odo]).reshape(-1, 4, 4)
     meas = np.linalg.inv(odo_mats[:-1]) @ odo_mats[1:] if n > 1 else np.zeros((0, 4, 4))
     w = pipeline.cfg.window
@@ -42,10 +48,8 @@ def save_outputs(pipeline: SlamPipeline, directory: str | Path) -> list[Path]:
     """Write map.ply, trajectory.tum and graph.g2o into ``directory`` (created)."""
     out = Path(directory).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    poses = pipeline.window.keyframe_poses
-    stamps = np.array([t for t, _ in poses], dtype=np.float64)
-    mats = np.array([m for _, m in poses]).reshape(-1, 4, 4)
+    stamps, mats = keyframe_arrays(pipeline)
     write_ply(out / MAP_FILE, pipeline.window.voxel_centres())
     write_tum(out / TRAJECTORY_FILE, stamps, mats)
-    write_g2o(out / GRAPH_FILE, keyframe_graph(pipeline))
+    write_g2o(out / GRAPH_FILE, keyframe_graph(pipeline, mats))
     return [out / MAP_FILE, out / TRAJECTORY_FILE, out / GRAPH_FILE]

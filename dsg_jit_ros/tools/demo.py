@@ -137,14 +137,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _finish(node, bag: Path, out: Path, wall: float, n_clouds: int) -> dict:
     from dsg_jit_ros.io.tum import read_tum
-    from dsg_jit_ros.mapping.export import save_outputs
+    from dsg_jit_ros.mapping.export import keyframe_arrays, save_outputs
     from dsg_jit_ros.tools.evaluate import evaluate
 
     pipeline = node.pipeline
     save_outputs(pipeline, out)
     gt = read_tum(bag / "ground_truth.tum")
-    kf_stamps = np.array([t for t, _ in pipeline.window.keyframe_poses])
-    est = np.array([m for _, m in pipeline.window.keyframe_poses])
+    kf_stamps, est = keyframe_arrays(pipeline)
     odo = np.array([m for _, m in pipeline.keyframe_odometry])
     e_est = evaluate(gt, (kf_stamps, est), align="se3")
     e_odo = evaluate(gt, (kf_stamps, odo), align="se3")
