@@ -124,18 +124,23 @@ def test_adjoint_identity():
 def test_linearize_jacobian_matches_finite_differences_of_retraction():
     from dsg_jit_ros.optimization.linearize import linearize
     from dsg_jit_ros.slam.manifold import retract_state
-    from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_point_residual
+    from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_point_residual, pose_voxel_surface_residual
     from dsg_jit_ros.world.graph import graph_residual
     from dsg_jit_ros.world.model import WorldModel
 
     wm = WorldModel()
     wm.register_residual("odom_se3", odom_se3_residual)
     wm.register_residual("pose_voxel_point", pose_voxel_point_residual)
+    wm.register_residual("pose_voxel_surface", pose_voxel_surface_residual)
     a = wm.add_variable("pose_se3", [0.1, 0.2, 0.3, 2.9, 0.5, -0.4])  # large rotation
     b = wm.add_variable("pose_se3", [1.0, -0.5, 0.2, 0.0, 0.0, 0.0])
     p = wm.add_variable("point3d", [2.0, 1.0, -1.0])
     wm.add_factor("odom_se3", (a, b), {"measurement": jnp.array([0.9, 0.1, 0, 0.1, 0, 0.2]), "sigma": 0.1})
     wm.add_factor("pose_voxel_point", (a, p), {"point_body": jnp.array([1.0, 0.5, 0.2]), "weight": 2.0})
+    # a surface observation: map-frame error, anisotropic (full) square-root information
+    w_surf = np.array([[30.0, 2.0, -1.0], [0.0, 4.0, 0.5], [0.0, 0.0, 1.5]])
+    p_body = np.array([-0.7, 1.2, 0.4])
+    wm.add_factor("pose_voxel_surface", (a, p), {"point_body": p_body, "sqrt_info": w_surf})
     x, index = wm.pack_state()
     lins, _ = jax.jit(linearize)(wm.fg, x)
     layout = wm.fg.layout
@@ -144,7 +149,11 @@ def test_linearize_jacobian_matches_finite_differences_of_retraction():
     def r_of(delta):
         return graph_residual(wm.fg, retract_state(layout, x, delta))
 
-    jac_fd = np.zeros((9, x.shape[0]))
+    # whitening vs the closed form W (v - R p - t)
+    t_a = np.asarray(se3.vec_to_matrix(x[slice(*index[a])]))
+    expected = w_surf @ (np.asarray(x[slice(*index[p])]) - t_a[:3, :3] @ p_body - t_a[:3, 3])
+    np.testing.assert_allclose(r_of(jnp.zeros_like(x))[9:12], expected, atol=1e-12)
+    jac_fd = np.zeros((12, x.shape[0]))
     eps = 1e-6
     for k in range(x.shape[0]):
         d = jnp.zeros_like(x).at[k].set(eps)
@@ -154,8 +163,11 @@ def test_linearize_jacobian_matches_finite_differences_of_retraction():
     np.testing.assert_allclose(odom.jacobians[0][0], jac_fd[:6, sa], atol=1e-6)
     np.testing.assert_allclose(odom.jacobians[1][0], jac_fd[:6, sb], atol=1e-6)
     obs = lins[1]
-    np.testing.assert_allclose(obs.jacobians[0][0], jac_fd[6:, sa], atol=1e-6)
-    np.testing.assert_allclose(obs.jacobians[1][0], jac_fd[6:, sp], atol=1e-6)
+    np.testing.assert_allclose(obs.jacobians[0][0], jac_fd[6:9, sa], atol=1e-6)
+    np.testing.assert_allclose(obs.jacobians[1][0], jac_fd[6:9, sp], atol=1e-6)
+    surf = lins[2]
+    np.testing.assert_allclose(surf.jacobians[0][0], jac_fd[9:, sa], atol=1e-5)
+    np.testing.assert_allclose(surf.jacobians[1][0], jac_fd[9:, sp], atol=1e-6)
 
 
 def test_log_derivative_finite_at_exactly_pi():

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import cholespy
 
-from dsg_jit_ros.geometry import so3
 from dsg_jit_ros.optimization import linearize as lin_mod
+from dsg_jit_ros.optimization.point_schur import point_schur_plan, point_schur_system
 from dsg_jit_ros.world.graph import FactorGraph
 
 LINEAR_SOLVERS = ("dense", "pcg", "schur", "sparse")
@@ -94,15 +94,21 @@ def schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     Returns ``(s, rhs, back)``: ``s = Hpp + lam Dp - Hpl (Hll + lam Dl)^-1 Hlp``
     over the kept (pose) variables, its right-hand side, and ``back(d_red)``
     recovering the full step.  Shared by the Schur solver and the marginal
-    covariance (``optimization.covariance``).  Graphs of poses and isotropic
-    point observations (``point_schur_plan``) take the moment-based fast path.
+    covariance (``optimization.covariance``).  Graphs of poses and point
+    observations (``point_schur_plan``) take the moment-based path
+    (``optimization.point_schur``).
     """
+    plan = point_schur_plan(graph)
+    if plan is not None:
+        return point_schur_system(graph, lins, x, g, lam, min_diag, plan)
+    return general_schur_system(graph, lins, x, g, lam, min_diag)
+
+
+def general_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """``schur_system`` by explicit (pose, point) blocks: any factor structure."""
     layout = graph.layout
     elim = [i for i, t in enumerate(layout.types) if t.manifold == "euclidean"]
     keep = [i for i in range(len(layout.types)) if i not in elim]
-    plan = point_schur_plan(graph)
-    if plan is not None:
-        return _point_schur_system(graph, lins, x, g, lam, min_diag, plan)
     red_off, n_red = _reduced_columns(graph, keep)
     dtype = x.dtype
     hpp = jnp.zeros((n_red, n_red), dtype=dtype)
@@ -129,15 +135,13 @@ def schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float):
                 hlp[p] = hlp[p].at[slot[:, None], cols[a], :].add(blk)
     gb = layout.split(g)
     g_red = jnp.concatenate([gb[p].reshape(-1) for p in keep])
-    hpp = hpp + jnp.diag(lin_mod.unused_dofs(graph, dtype, keep))  # unused pose slots: identity rows
+    hpp = hpp + jnp.diag(lin_mod.fixed_dofs(graph, dtype, keep))  # unused slots, fixed DOFs: identity rows
     dp = jnp.maximum(jnp.diag(hpp), min_diag)
     s = hpp + jnp.diag(lam * dp)
     rhs = -g_red
     hll_inv = {}
     for p in elim:
-        m = graph.var_masks[p]
-        eye = jnp.eye(layout.types[p].dim, dtype=dtype)
-        h = jnp.where(m[:, None, None], hll[p], eye)
+        h = hll[p] + jax.vmap(jnp.diag)(1.0 - graph.dof_masks[p].astype(dtype))  # unused/fixed: identity
         dl = jnp.maximum(jnp.diagonal(h, axis1=1, axis2=2), min_diag)
         h = h + jax.vmap(jnp.diag)(lam * dl)
         hll_inv[p] = jnp.linalg.inv(h)
@@ -154,145 +158,6 @@ def schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float):
             else:
                 back_rhs = -gb[i] - jnp.einsum("lia,i->la", hlp[i], d_red)
                 out.append(jnp.einsum("lab,lb->la", hll_inv[i], back_rhs))
-        return layout.join(out)
-
-    return s, rhs, back
-
-
-def point_schur_plan(graph: FactorGraph):
-    """``(pose position, point position, point batches, prior batches)`` when the
-    moment-based Schur complement applies, else None (static: decided at trace time).
-
-    It applies when the state is SE(3) poses plus 3-D points only, and every factor
-    on a point is either a pose-point observation ``e = R^T (v - t) - p``
-    (``schur_structure == "point_in_body"``) or a prior ``e = v - target``
-    (``"prior"``), each in a batch declared isotropic (scalar weights: the
-    WorldModel enforces it).  Then every point's Hessian block is ``h I``.
-    """
-    layout = graph.layout
-    elim = [i for i, t in enumerate(layout.types) if t.manifold == "euclidean"]
-    keep = [i for i in range(len(layout.types)) if i not in elim]
-    if len(elim) != 1 or len(keep) != 1:
-        return None
-    pl, pp = elim[0], keep[0]
-    if layout.types[pl].dim != 3 or layout.types[pp].manifold != "se3":
-        return None
-    points, priors = [], []
-    for i, b in enumerate(graph.batches):
-        if pl not in b.arg_positions:
-            continue
-        kind = getattr(b.spec.fn, "schur_structure", None)
-        if not b.isotropic:
-            return None
-        if kind == "point_in_body" and b.arg_positions == (pp, pl):
-            points.append(i)
-        elif kind == "prior" and b.arg_positions == (pl,):
-            priors.append(i)
-        else:
-            return None
-    return (pp, pl, tuple(points), tuple(priors)) if points else None
-
-
-def _hat(v):
-    """(..., 3) -> (..., 3, 3) cross-product matrices."""
-    z = jnp.zeros_like(v[..., 0])
-    x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return jnp.stack([jnp.stack([z, -w, y], -1), jnp.stack([w, z, -x], -1), jnp.stack([-y, x, z], -1)], -2)
-
-
-def _moment_blocks(mom, tp, tq):
-    """``sum_l c_l X_p(l) X_q(l)^T`` (6x6, world-aligned) from the moments ``mom`` =
-    ``sum_l c_l [1, v_l, vec(v_l v_l^T)]`` (..., 13), where ``X_p(l) = [-I; -[v_l - t_p]x]``."""
-    a0 = mom[..., 0]
-    a1 = mom[..., 1:4]
-    a2 = mom[..., 4:13].reshape(mom.shape[:-1] + (3, 3))
-    eye = jnp.eye(3, dtype=mom.dtype)
-    tl = a0[..., None, None] * eye
-    tr = -_hat(a1 - a0[..., None] * tq)
-    bl = _hat(a1 - a0[..., None] * tp)
-    # sum c (v - t_q)(v - t_p)^T; -[u]x [u']x = (u . u') I - u' u^T
-    m = a2 - a1[..., :, None] * tp[..., None, :] - tq[..., :, None] * a1[..., None, :] \
-        + a0[..., None, None] * tq[..., :, None] * tp[..., None, :]
-    br = jnp.trace(m, axis1=-2, axis2=-1)[..., None, None] * eye - m
-    return jnp.concatenate([jnp.concatenate([tl, tr], -1), jnp.concatenate([bl, br], -1)], -2)
-
-
-def _point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, plan):
-    """``schur_system`` for poses + isotropic point observations, in O(L P) work.
-
-    A pose-point factor whitened by ``w I`` has ``J_v = w R^T`` and
-    ``J_pose^T J_v = w^2 D_p X_p(l)`` with ``D_p = diag(R_p^T, R_p^T)`` and
-    ``X_p(l) = [-I; -[v_l - t_p]x]``: every block of ``Hpl`` is fixed by the scalar
-    ``s_lp = w^2`` (robust weight included) and the geometry, and each ``Hll`` is
-    ``h_l I``.  So ``Hpl Hll^-1 Hlp`` between poses p and q is
-    ``D_p (sum_l s_lp s_lq / h_l X_p(l) X_q(l)^T) D_q^T``, whose inner sum is a
-    quadratic in ``v_l`` fixed by 13 moments ``sum_l c_l [1, v_l, v_l v_l^T]`` —
-    one (P x L) x (L x 13 P) product instead of a dense (n_red x 3L) one, and no
-    per-factor (pose, point) scatter.  Exact (same system as the general path).
-    """
-    pp, pl, points, priors = plan
-    layout = graph.layout
-    dtype = x.dtype
-    n_pose, n_pt = layout.capacities[pp], layout.capacities[pl]
-    n_red = 6 * n_pose
-    blocks = layout.split(x)
-    poses, pts = blocks[pp], blocks[pl]
-    rot = jax.vmap(so3.exp)(poses[:, 3:])  # R_p (map <- body)
-    trans = poses[:, :3]
-    # pose-only factors (odometry, anchors): their 6k x 6k blocks, one flat scatter each
-    hpp = jnp.zeros(n_red * n_red, dtype=dtype)
-    for b, lin in zip(graph.batches, lins):
-        if pl in b.arg_positions:
-            continue
-        idx = jnp.concatenate([b.slots[:, a, None] * 6 + jnp.arange(6) for a in range(len(b.arg_positions))], axis=1)
-        jac = jnp.concatenate(lin.jacobians, axis=2)
-        blk = jnp.einsum("cdk,cdl->ckl", jac, jac)
-        hpp = hpp.at[(idx[:, :, None] * n_red + idx[:, None, :]).reshape(-1)].add(blk.reshape(-1))
-    hpp = hpp.reshape(n_red, n_red)
-    # per (point, pose) weights s_lp and per point h_l (J^T J = s I for isotropic factors)
-    wm = jnp.zeros(n_pt * n_pose, dtype=dtype)
-    h = jnp.zeros(n_pt, dtype=dtype)
-    for i in points:
-        b, lin = graph.batches[i], lins[i]
-        s_o = jnp.sum(lin.jacobians[1] ** 2, axis=(1, 2)) / 3.0
-        wm = wm.at[b.slots[:, 1] * n_pose + b.slots[:, 0]].add(s_o)
-    for i in priors:
-        b, lin = graph.batches[i], lins[i]
-        h = h.at[b.slots[:, 0]].add(jnp.sum(lin.jacobians[0] ** 2, axis=(1, 2)) / 3.0)
-    wm = wm.reshape(n_pt, n_pose)
-    h = jnp.where(graph.var_masks[pl], h + jnp.sum(wm, axis=1), 1.0)  # unused slots: identity
-    mono = jnp.concatenate([jnp.ones((n_pt, 1), dtype), pts, (pts[:, :, None] * pts[:, None, :]).reshape(n_pt, 9)],
-                           axis=1)  # (L, 13): [1, v, vec(v v^T)]
-    dt = jax.vmap(lambda r: jax.scipy.linalg.block_diag(r.T, r.T))(rot)  # D_p, (P, 6, 6)
-    # Hpp of the point factors: block-diagonal, weights s_lp
-    diag_blocks = _moment_blocks(wm.T @ mono, trans, trans)
-    diag_blocks = jnp.einsum("pab,pbc,pdc->pad", dt, diag_blocks, dt)
-    hpp = hpp + jnp.einsum("pq,pab->paqb", jnp.eye(n_pose, dtype=dtype), diag_blocks).reshape(n_red, n_red)
-    hpp = hpp + jnp.diag(lin_mod.unused_dofs(graph, dtype, [pp]))
-    dp = jnp.maximum(jnp.diag(hpp), min_diag)
-    s = hpp + jnp.diag(lam * dp)
-    hl = h + lam * jnp.maximum(h, min_diag)  # damped h_l (Marquardt scaling of h I)
-    wn = wm / hl[:, None]
-    cross_mom = jnp.einsum("lp,lq,lk->pqk", wm, wn, mono)
-    cross = _moment_blocks(cross_mom, trans[:, None, :], trans[None, :, :])
-    cross = jnp.einsum("pab,pqbc,qdc->paqd", dt, cross, dt).reshape(n_red, n_red)
-    s = s - cross
-    gb = layout.split(g)
-    gl = gb[pl]
-    g1 = wn.T @ gl
-    g2 = wn.T @ jnp.cross(pts, gl)
-    top = jnp.einsum("pji,pj->pi", rot, -g1)
-    bottom = jnp.einsum("pji,pj->pi", rot, -g2 + jnp.cross(trans, g1))
-    rhs = -gb[pp].reshape(-1) + jnp.concatenate([top, bottom], axis=1).reshape(-1)
-
-    def back(d_red):
-        d = d_red.reshape(n_pose, 6)
-        a = jnp.einsum("pij,pj->pi", rot, d[:, :3])
-        r = jnp.einsum("pij,pj->pi", rot, d[:, 3:])
-        hlp_d = -(wm @ a) + jnp.cross(pts, wm @ r) - wm @ jnp.cross(trans, r)
-        dl = (-gl - hlp_d) / hl[:, None]
-        out = [None] * len(layout.types)
-        out[pp], out[pl] = d, dl
         return layout.join(out)
 
     return s, rhs, back
@@ -355,7 +220,7 @@ def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     layout = graph.layout
     diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
     hdiag = layout.join([jnp.diagonal(hb, axis1=1, axis2=2) for hb in diag_blocks])
-    diag = lin_mod.unused_dofs(graph, x.dtype) + lam * jnp.maximum(hdiag, min_diag)
+    diag = lin_mod.fixed_dofs(graph, x.dtype) + lam * jnp.maximum(hdiag, min_diag)
     flat = [a for pair in lin_mod.hessian_blocks(graph, lins) for a in pair]
     callback = functools.partial(_host_sparse_solve, graph.state_size)
     return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype), diag, -g, *flat)

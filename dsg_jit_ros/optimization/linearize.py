@@ -48,7 +48,7 @@ def _retraction_jacobian(manifold: str, v: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.concatenate([top, bottom], axis=0)
 
 
-def _batch_linearize(b: FactorBatch, blocks, lifted) -> tuple[BatchLinearization, jnp.ndarray]:
+def _batch_linearize(b: FactorBatch, blocks, lifted, dof_masks) -> tuple[BatchLinearization, jnp.ndarray]:
     closed_form = b.spec.tangent_jacobians
     args = gather_args(b, lifted if closed_form is not None else blocks)
     dims = [t.dim for t in b.arg_types]
@@ -76,7 +76,9 @@ def _batch_linearize(b: FactorBatch, blocks, lifted) -> tuple[BatchLinearization
     r, jac = jax.vmap(one)(args, b.params, b.sqrt_info)
     mask = b.mask
     r = jnp.where(mask[:, None], r, 0.0)
-    jac = jnp.where(mask[:, None, None], jac, 0.0)
+    # columns of fixed components (graph.dof_masks) and of unused slots are zero
+    free = jnp.concatenate([dof_masks[p][b.slots[:, a]] for a, p in enumerate(b.arg_positions)], axis=1)
+    jac = jnp.where(mask[:, None, None] & free[:, None, :], jac, 0.0)
     s = jnp.sum(r * r, axis=-1)
     cost = 0.5 * jnp.sum(jnp.where(mask, robust.rho(s, b.robust_kind, b.robust_scale), 0.0))
     sw = jnp.sqrt(robust.weight(s, b.robust_kind, b.robust_scale))
@@ -92,7 +94,7 @@ def linearize(graph: FactorGraph, x: jnp.ndarray):
     lifted = lift_blocks(graph.layout, blocks)
     lins, cost = [], jnp.zeros((), dtype=x.dtype)
     for b in graph.batches:
-        lin, c = _batch_linearize(b, blocks, lifted)
+        lin, c = _batch_linearize(b, blocks, lifted, graph.dof_masks)
         lins.append(lin)
         cost = cost + c
     return lins, cost
@@ -112,37 +114,37 @@ def gradient(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:
 
 
 def hessian_diagonal_blocks(graph: FactorGraph, lins, x: jnp.ndarray):
-    """Per type (cap, dim, dim) diagonal blocks of ``J^T J``; unused slots get I."""
+    """Per type (cap, dim, dim) diagonal blocks of ``J^T J``; entries that do not
+    move (unused slots, fixed components) get identity rows."""
     h = [jnp.zeros((c, t.dim, t.dim), dtype=x.dtype) for t, c in zip(graph.layout.types, graph.layout.capacities)]
     for b, lin in zip(graph.batches, lins):
         for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)):
             h[p] = h[p].at[b.slots[:, a]].add(jnp.einsum("cdk,cdl->ckl", ja, ja))
     out = []
-    for t, hb, m in zip(graph.layout.types, h, graph.var_masks):
-        eye = jnp.eye(t.dim, dtype=x.dtype)
-        out.append(jnp.where(m[:, None, None], hb, eye))
+    for t, hb, m in zip(graph.layout.types, h, graph.dof_masks):
+        out.append(hb + jax.vmap(jnp.diag)(1.0 - m.astype(x.dtype)))  # their rows are zero
     return out
 
 
 def hessian_matvec(graph: FactorGraph, lins, v: jnp.ndarray) -> jnp.ndarray:
-    """``J^T J v`` through the per-factor Jacobians (unused slots act as I)."""
+    """``J^T J v`` through the per-factor Jacobians (entries that do not move act as I)."""
     vb = graph.layout.split(v)
     out = [jnp.zeros_like(b) for b in vb]
     for b, lin in zip(graph.batches, lins):
         jv = sum(jnp.einsum("cdk,ck->cd", ja, vb[p][b.slots[:, a]]) for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)))
         for a, (p, ja) in enumerate(zip(b.arg_positions, lin.jacobians)):
             out[p] = out[p].at[b.slots[:, a]].add(jnp.einsum("cdk,cd->ck", ja, jv))
-    out = [jnp.where(m[:, None], o, vv) for o, vv, m in zip(out, vb, graph.var_masks)]
+    out = [jnp.where(m, o, vv) for o, vv, m in zip(out, vb, graph.dof_masks)]
     return graph.layout.join(out)
 
 
-def unused_dofs(graph: FactorGraph, dtype, positions=None) -> jnp.ndarray:
-    """1.0 on every state entry of an unused variable slot (of the layout types at
-    ``positions``, default all), else 0.0: added to a Hessian's diagonal, it turns
-    empty slots into identity rows so the solve leaves them at zero."""
-    types = graph.layout.types
-    positions = range(len(types)) if positions is None else positions
-    masks = [jnp.repeat(graph.var_masks[p].astype(dtype), types[p].dim) for p in positions]
+def fixed_dofs(graph: FactorGraph, dtype, positions=None) -> jnp.ndarray:
+    """1.0 on every state entry that does not move (unused slots, fixed components;
+    of the layout types at ``positions``, default all), else 0.0.  Their Jacobian
+    columns are zero, so added to a Hessian's diagonal it turns them into identity
+    rows and the solve leaves them at zero."""
+    positions = range(len(graph.layout.types)) if positions is None else positions
+    masks = [graph.dof_masks[p].reshape(-1).astype(dtype) for p in positions]
     return 1.0 - jnp.concatenate(masks) if masks else jnp.zeros(0, dtype)
 
 
@@ -173,4 +175,4 @@ def dense_hessian(graph: FactorGraph, lins, x: jnp.ndarray) -> jnp.ndarray:
         # one flat scalar scatter: XLA:CPU runs 2-D fancy-index scatters far slower
         flat = (idx[:, :, None] * n + idx[:, None, :]).reshape(-1)
         h = h.at[flat].add(blocks.reshape(-1))
-    return h.reshape(n, n) + jnp.diag(unused_dofs(graph, x.dtype))
+    return h.reshape(n, n) + jnp.diag(fixed_dofs(graph, x.dtype))

@@ -114,17 +114,52 @@ pose_voxel_point_residual.lifted_residual = _pose_voxel_point_lifted
 pose_voxel_point_residual.tangent_jacobians = _pose_voxel_point_jacobians
 
 
+def pose_voxel_surface_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
+    """A keyframe's points in a voxel vs the voxel: ``x = [T_world_body (6), voxel_world (3)]``.
+
+    Error in the world (map) frame (m): ``voxel - (R p + t)`` with ``p =
+    params["point_body"]`` the centroid of the keyframe's points in the cell.  The
+    error is in the map frame so that the factor's whitening can be the voxel's
+    surface information (stiff along the surface normal, soft along the surface,
+    where the centroid of a partial view slides), one matrix for every keyframe
+    that sees the voxel (``mapping.voxel_map``).
+    """
+    t_wb = se3.vec_to_matrix(x[:6])
+    return x[6:9] - t_wb[:3, :3] @ params["point_body"] - t_wb[:3, 3]
+
+
+def _pose_voxel_surface_lifted(args, params):
+    t_wb, v = args
+    return v - t_wb[:3, :3] @ params["point_body"] - t_wb[:3, 3]
+
+
+def _pose_voxel_surface_jacobians(args, params):
+    """e = v - R p - t: de/drho = -R, de/dphi = R [p]x (right perturbation), de/dv = I."""
+    t_wb, v = args
+    r = t_wb[:3, :3]
+    p = params["point_body"]
+    jac_pose = jnp.concatenate([-r, r @ so3.hat(p)], axis=1)
+    return v - r @ p - t_wb[:3, 3], [jac_pose, jnp.eye(3, dtype=v.dtype)]
+
+
+pose_voxel_surface_residual.lifted_residual = _pose_voxel_surface_lifted
+pose_voxel_surface_residual.tangent_jacobians = _pose_voxel_surface_jacobians
+
+
 BUILTIN_RESIDUALS = {
     "prior": prior_residual,
     "odom_se3": odom_se3_residual,
     "between_se3": between_se3_residual,
     "voxel_point_obs": voxel_point_observation_residual,
     "pose_voxel_point": pose_voxel_point_residual,
+    "pose_voxel_surface": pose_voxel_surface_residual,
 }
 
 
-# Structure the Schur solver's fast path may rely on (``optimization.linear_solvers``):
-# a point seen in a pose's frame (e = R^T (v - t) - p), and a prior whose
-# Jacobian on a Euclidean variable is the identity (e = x - target).
+# Structure the Schur solver's moment path may rely on (``optimization.point_schur``):
+# a point seen in a pose's frame (e = R^T (v - t) - p, or its map-frame form
+# e = v - R p - t), and a prior whose Jacobian on a Euclidean variable is the
+# identity (e = x - target).
 pose_voxel_point_residual.schur_structure = "point_in_body"
+pose_voxel_surface_residual.schur_structure = "point_in_map"
 prior_residual.schur_structure = "prior"

@@ -142,10 +142,17 @@ jax.tree_util.register_dataclass(
 
 @dataclass(frozen=True)
 class FactorGraph:
-    """Variable slot masks + factor batches + the static state layout."""
+    """Variable slot masks + factor batches + the static state layout.
+
+    ``dof_masks`` says which state entries may move: False on unused slots and on
+    a used variable's fixed components (e.g. z, roll, pitch of a planar pose; see
+    ``WorldModel.set_fixed_dofs``).  Linearisation zeroes the Jacobian columns of
+    fixed entries, so every solver leaves them exactly where they are.
+    """
 
     batches: tuple[FactorBatch, ...]
     var_masks: tuple[jnp.ndarray, ...]  # one (capacity,) bool per layout type
+    dof_masks: tuple[jnp.ndarray, ...]  # one (capacity, dim) bool per layout type
     layout: StateLayout  # static
 
     @property
@@ -154,7 +161,7 @@ class FactorGraph:
 
 
 jax.tree_util.register_dataclass(
-    FactorGraph, data_fields=["batches", "var_masks"], meta_fields=["layout"]
+    FactorGraph, data_fields=["batches", "var_masks", "dof_masks"], meta_fields=["layout"]
 )
 
 

@@ -115,10 +115,21 @@ class _TypeSlots(_SlotPool):
     def __init__(self, vtype: VariableType, capacity: int):
         self.vtype = vtype
         self.values = np.zeros((0, vtype.dim))
+        self.fixed = np.zeros((0, vtype.dim), dtype=bool)  # components held constant
         super().__init__(vtype.name, capacity)
 
     def _pad(self, pad: int) -> None:
         self.values = np.concatenate([self.values, np.zeros((pad, self.vtype.dim))])
+        self.fixed = np.concatenate([self.fixed, np.zeros((pad, self.vtype.dim), dtype=bool)])
+
+    def take(self, n: int) -> np.ndarray:
+        rows = super().take(n)
+        self.fixed[rows] = False  # a reused slot starts free
+        return rows
+
+    def dof_mask(self) -> np.ndarray:
+        """(capacity, dim) bool: True where a used slot's component may move."""
+        return self.used[:, None] & ~self.fixed
 
 
 class _Group(_SlotPool):
@@ -313,6 +324,29 @@ class WorldModel:
         slots = self._slots[v.type_name]
         slots.values[v.slot] = self._check_value(slots.vtype, value)
 
+    def set_fixed_dofs(self, var_ids, fixed) -> None:
+        """Hold tangent components of variables constant in every solve.
+
+        ``fixed``: (dim,) or (n, dim) bool, True = the component of the tangent
+        step is held at zero (for ``pose_se3``, order ``[rho, phi]``: a planar
+        pose fixes ``rho_z, phi_x, phi_y``, so z, roll and pitch stay exactly
+        where they are).  Like Ceres' subset manifolds; all-False frees a variable.
+        """
+        ids = np.asarray(var_ids, dtype=np.int64).reshape(-1)
+        recs = [self._var(v) for v in ids.tolist()]
+        if not recs:
+            return
+        names = {r.type_name for r in recs}
+        if len(names) != 1:
+            raise ValueError("set_fixed_dofs: all variables must have the same type")
+        slots = self._slots[recs[0].type_name]
+        mask = np.asarray(fixed, dtype=bool)
+        if mask.shape not in ((slots.vtype.dim,), (len(recs), slots.vtype.dim)):
+            raise ValueError(f"fixed must have shape ({slots.vtype.dim},) or ({len(recs)}, {slots.vtype.dim}), "
+                             f"got {mask.shape}")
+        slots.fixed[[r.slot for r in recs]] = mask
+        self._graph = None
+
     def get_variable_value(self, var_id: int) -> np.ndarray:
         v = self._var(var_id)
         return self._slots[v.type_name].values[v.slot].copy()
@@ -485,6 +519,39 @@ class WorldModel:
             g.kind[f.row], g.scale[f.row] = weights.kernel(params)
         self._graph = None
 
+    def set_factors(self, factor_ids, params: Mapping[str, Any]) -> None:
+        """``set_factor_params`` for m factors of one batch at once: residual
+        parameters stacked (m, ...); weight keys shared or stacked (as ``add_factors``)."""
+        ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1)
+        if not ids.size:
+            return
+        factors = self._factors
+        try:
+            recs = [factors[f] for f in ids.tolist()]
+        except KeyError as exc:
+            raise KeyError(f"unknown factor id {exc.args[0]}") from None
+        key = recs[0].group
+        if any(r.group != key for r in recs):
+            raise ValueError("set_factors: all factors must be of one batch (type and signature)")
+        g = self._groups[key]
+        rows = np.fromiter((r.row for r in recs), dtype=np.int64, count=len(recs))
+        for k, v in params.items():
+            if k in weights.RESERVED_KEYS:
+                continue
+            if k not in g.params:
+                raise KeyError(f"factors of {key[0]!r} have no parameter {k!r}")
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.shape != (len(rows),) + g.param_shapes[k] or not np.all(np.isfinite(arr)):
+                raise ValueError(f"parameter {k!r} must be finite with shape {(len(rows),) + g.param_shapes[k]}")
+            g.params[k][rows] = arr
+        if any(k in params for k in weights.WEIGHT_KEYS):
+            w = weights.whitening_matrices(params, g.residual_dim, len(rows))
+            g.check_isotropic(w)
+            g.sqrt_info[rows] = w
+        if "robust" in params:
+            g.kind[rows], g.scale[rows] = weights.kernel(params)
+        self._graph = None
+
     def remove_factor(self, factor_id: int) -> None:
         """Free a factor's slot (masked out of every later solve)."""
         f = self._factor(factor_id)
@@ -552,10 +619,11 @@ class WorldModel:
                 for g in self._groups.values()
             )
             masks = tuple(self._slots[n].used.copy() for n in names)
+            dofs = tuple(self._slots[n].dof_mask() for n in names)
             # one device_put of the whole pytree (several times faster than an
             # asarray per array); the arrays are private copies because the
             # transfer may read them asynchronously (see the note above _Var)
-            self._graph = jax.device_put(FactorGraph(batches=batches, var_masks=masks, layout=layout))
+            self._graph = jax.device_put(FactorGraph(batches=batches, var_masks=masks, dof_masks=dofs, layout=layout))
         return self._graph
 
     def state_vector(self) -> jnp.ndarray:

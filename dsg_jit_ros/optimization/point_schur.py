@@ -1,0 +1,167 @@
+"""The reduced pose system of poses + point observations, without (pose, point) blocks.
+
+Graphs of SE(3) poses and 3-D points (the online window: keyframes and voxels)
+where every factor on a point is an observation of it from a pose, in the body
+frame ``e = R^T (v - t) - p`` (``schur_structure == "point_in_body"``) or in the
+map frame ``e = v - R p - t`` (``"point_in_map"``), or a prior ``e = v - target``
+(``"prior"``), with any square-root information per factor.
+
+An observation f of point l from pose p with map-frame information
+``Omega_f = J_v^T J_v`` (robust weight included) has ``J_pose^T J_v = D_p^T X(u_f) Omega_f``
+with ``X(u) = [-I; -[u]x]``, ``D_p = diag(R_p, R_p)`` and the map-frame lever
+``u_f = v_l - t_p`` (body-frame form) or ``u_f = R_p p_f`` (map-frame form).  This
+path takes every point's factors to share one information *shape*:
+``Omega_f = s_f Omega_hat_l`` with ``s_f = tr(Omega_f)`` and ``Omega_hat_l = H_l / tr(H_l)``
+(``H_l`` the point's exact Hessian block).  Then ``Hpl`` between point l and pose p
+is fixed by the scalar ``s_lp = sum s_f`` and the vector ``sum s_f u_f``, and the
+Schur complement ``sum_l Hpl Hll^-1 Hlp`` is a few (L x P) x (L x P) contractions of
+3x3 blocks: O(L P^2) work, no (pose, point) scatter.
+
+Exactness: the exact Gauss-Newton system whenever each point's factors share one
+shape (isotropic factors always do; the window whitens every observation of a
+voxel with that voxel's surface information).  Otherwise it is the Gauss-Newton
+system of the trace-matched informations: positive definite, with the exact
+gradient, so LM still converges to the same optimum.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from dsg_jit_ros.optimization import linearize as lin_mod
+from dsg_jit_ros.world.graph import FactorGraph, lift_blocks
+
+
+def point_schur_plan(graph: FactorGraph):
+    """``(pose position, point position, observation batches, prior batches)`` when
+    the moment path applies, else None (static: decided at trace time)."""
+    layout = graph.layout
+    elim = [i for i, t in enumerate(layout.types) if t.manifold == "euclidean"]
+    keep = [i for i in range(len(layout.types)) if i not in elim]
+    if len(elim) != 1 or len(keep) != 1:
+        return None
+    pl, pp = elim[0], keep[0]
+    if layout.types[pl].dim != 3 or layout.types[pp].manifold != "se3":
+        return None
+    points, priors = [], []
+    for i, b in enumerate(graph.batches):
+        if pl not in b.arg_positions:
+            continue
+        kind = getattr(b.spec.fn, "schur_structure", None)
+        if kind in ("point_in_body", "point_in_map") and b.arg_positions == (pp, pl):
+            points.append(i)
+        elif kind == "prior" and b.arg_positions == (pl,):
+            priors.append(i)
+        else:
+            return None
+    return (pp, pl, tuple(points), tuple(priors)) if points else None
+
+
+def _hat(v):
+    """(..., 3) -> (..., 3, 3) cross-product matrices."""
+    z = jnp.zeros_like(v[..., 0])
+    x, y, w = v[..., 0], v[..., 1], v[..., 2]
+    return jnp.stack([jnp.stack([z, -w, y], -1), jnp.stack([w, z, -x], -1), jnp.stack([-y, x, z], -1)], -2)
+
+
+def _lever(b, lifted, pp: int, pl: int):
+    """(cap, 3) map-frame lever ``u_f`` of each observation: ``J_pose = W [-I, [u]x] D``
+    (``v - t`` for body-frame observations, ``R p`` for map-frame ones)."""
+    pose = lifted[pp][b.slots[:, 0]]  # (cap, 4, 4)
+    if getattr(b.spec.fn, "schur_structure", None) == "point_in_map":
+        return jnp.einsum("cij,cj->ci", pose[:, :3, :3], b.params["point_body"])
+    return lifted[pl][b.slots[:, 1]] - pose[:, :3, 3]
+
+
+def point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, plan):
+    """``(s, rhs, back)`` of the damped system (see ``linear_solvers.schur_system``),
+    in O(L P^2) work.  Marquardt scaling: ``lam * max(diag, min_diag)`` on both the
+    pose and the point blocks (as the general path)."""
+    pp, pl, points, priors = plan
+    layout = graph.layout
+    dtype = x.dtype
+    n_pose, n_pt = layout.capacities[pp], layout.capacities[pl]
+    n_red = 6 * n_pose
+    blocks = layout.split(x)
+    lifted = lift_blocks(layout, blocks)
+    rot = lifted[pp][:, :3, :3]  # R_p (map <- body)
+    # pose-only factors (odometry, anchors): their 6k x 6k blocks, one flat scatter each
+    hpp = jnp.zeros(n_red * n_red, dtype=dtype)
+    for b, lin in zip(graph.batches, lins):
+        if pl in b.arg_positions:
+            continue
+        idx = jnp.concatenate([b.slots[:, a, None] * 6 + jnp.arange(6) for a in range(len(b.arg_positions))], axis=1)
+        jac = jnp.concatenate(lin.jacobians, axis=2)
+        blk = jnp.einsum("cdk,cdl->ckl", jac, jac)
+        hpp = hpp.at[(idx[:, :, None] * n_red + idx[:, None, :]).reshape(-1)].add(blk.reshape(-1))
+    hpp = hpp.reshape(n_red, n_red)
+    # exact point blocks H_l (observations and priors)
+    omegas = {}
+    hl = jnp.zeros((n_pt, 9), dtype=dtype)
+    for i in points + priors:
+        b, lin = graph.batches[i], lins[i]
+        jv = lin.jacobians[-1]  # d e / d v, (cap, d, 3), whitened and robust-weighted
+        omegas[i] = jnp.einsum("cdk,cdl->ckl", jv, jv)  # map-frame information
+        hl = hl.at[b.slots[:, -1]].add(omegas[i].reshape(-1, 9))
+    # unused slots (and fixed components): identity, their Jacobian columns being zero
+    hl = hl.reshape(n_pt, 3, 3) + jax.vmap(jnp.diag)(1.0 - graph.dof_masks[pl].astype(dtype))
+    shape = hl / jnp.maximum(jnp.trace(hl, axis1=1, axis2=2), 1e-300)[:, None, None]  # Omega_hat_l, trace 1
+    hl_damped = hl + jax.vmap(jnp.diag)(lam * jnp.maximum(jnp.diagonal(hl, axis1=1, axis2=2), min_diag))
+    hl_inv = jnp.linalg.inv(hl_damped)
+    # per (point, pose): s_lp = sum of tr(Omega_f), and the weighted lever sum of s_f u_f;
+    # per pose: the exact-shape diagonal blocks sum_f s_f X(u_f) Omega_hat_l X(u_f)^T
+    wm = jnp.zeros((n_pt * n_pose,), dtype=dtype)
+    wu = jnp.zeros((n_pt * n_pose, 3), dtype=dtype)
+    diag = jnp.zeros((n_pose, 6, 6), dtype=dtype)
+    for i in points:
+        b = graph.batches[i]
+        s_f = jnp.trace(omegas[i], axis1=1, axis2=2)
+        u_f = _lever(b, lifted, pp, pl)
+        pair = b.slots[:, 1] * n_pose + b.slots[:, 0]
+        wm = wm.at[pair].add(s_f)
+        wu = wu.at[pair].add(s_f[:, None] * u_f)
+        om = shape[b.slots[:, 1]] * s_f[:, None, None]
+        om_ux = om @ _hat(u_f)
+        blk = jnp.concatenate([jnp.concatenate([om, -om_ux], -1),
+                               jnp.concatenate([-jnp.swapaxes(om_ux, 1, 2), -_hat(u_f) @ om_ux], -1)], -2)
+        diag = diag.at[b.slots[:, 0]].add(blk)
+    wm = wm.reshape(n_pt, n_pose)
+    wu = wu.reshape(n_pt, n_pose, 3)
+    dt = jax.vmap(lambda r: jax.scipy.linalg.block_diag(r.T, r.T))(rot)  # D_p^T, (P, 6, 6)
+    diag = jnp.einsum("pab,pbc,pdc->pad", dt, diag, dt)
+    hpp = hpp + jnp.einsum("pq,pab->paqb", jnp.eye(n_pose, dtype=dtype), diag).reshape(n_red, n_red)
+    dp = jnp.maximum(jnp.diag(hpp), min_diag)
+    s = hpp + jnp.diag(lam * dp)
+    # minus Hpl Hll^-1 Hlp = sum_l K_lp G_l K_lq^T, K_lp = [-s_lp I; -[su_lp]x], G_l = Omega_hat (H_l + lam D_l)^-1 Omega_hat
+    gmat = shape @ hl_inv @ shape
+    wux = _hat(wu)  # (L, P, 3, 3)
+    a = gmat[:, None] @ wux  # G_l [su_lq]x
+    tl = jnp.einsum("lp,lq,lij->pqij", wm, wm, gmat)
+    tr = -jnp.einsum("lp,lqij->pqij", wm, a)
+    br = -jnp.einsum("lpij,lqjk->pqik", wux, a)
+    bl = jnp.swapaxes(jnp.swapaxes(tr, 0, 1), 2, 3)
+    cross = jnp.concatenate([jnp.concatenate([tl, tr], -1), jnp.concatenate([bl, br], -1)], -2)
+    s = s - jnp.einsum("pab,pqbc,qdc->paqd", dt, cross, dt).reshape(n_red, n_red)
+    gb = layout.split(g)
+    gl = gb[pl]
+    y = jnp.einsum("lij,ljk,lk->li", shape, hl_inv, gl)  # Omega_hat (H_l + lam D_l)^-1 g_l
+    top = jnp.einsum("pji,pj->pi", rot, -(wm.T @ y))
+    bottom = jnp.einsum("pji,pj->pi", rot, -jnp.sum(jnp.cross(wu, y[:, None, :]), axis=0))
+    rhs = -gb[pp].reshape(-1) + jnp.concatenate([top, bottom], axis=1).reshape(-1)
+    # unused pose slots and fixed pose DOFs (planar mode): identity rows, zero right-hand side
+    free = 1.0 - lin_mod.fixed_dofs(graph, dtype, [pp])
+    s = s * free[:, None] * free[None, :] + jnp.diag((1.0 - free) * (1.0 + lam))  # as damped identity rows
+    rhs = rhs * free
+
+    def back(d_red):
+        d = d_red.reshape(n_pose, 6)
+        alpha = jnp.einsum("pij,pj->pi", rot, d[:, :3])
+        beta = jnp.einsum("pij,pj->pi", rot, d[:, 3:])
+        u = -(wm @ alpha) + jnp.sum(jnp.cross(wu, beta[None, :, :]), axis=1)
+        dl = jnp.einsum("lij,lj->li", hl_inv, -gl - jnp.einsum("lij,lj->li", shape, u))
+        out = [None] * len(layout.types)
+        out[pp], out[pl] = d, dl
+        return layout.join(out)
+
+    return s, rhs, back
