@@ -26,29 +26,12 @@ SCANS = 250
 
 
 def _read(bag: Path, n_scans: int):
-    from nav_msgs.msg import Odometry
-    from rclpy.serialization import deserialize_message
-    from rosbags.highlevel import AnyReader
-    from sensor_msgs.msg import PointCloud2
+    """The first ``n_scans`` clouds and the odometry before them, in bag order (frames checked by the reader)."""
+    from dsg_jit_ros.tools.log_reader import read_laser_log
 
-    from dsg_jit_ros.ros import convert
-
-    types = {"/odom": Odometry, "/points": PointCloud2}
-    out, n = [], 0
-    with AnyReader([bag]) as reader:
-        conns = [c for c in reader.connections if c.topic in types]
-        for c, _, raw in reader.messages(connections=conns):
-            msg = deserialize_message(bytes(raw), types[c.topic])
-            if c.topic == "/odom":
-                assert (msg.header.frame_id, msg.child_frame_id) == ("odom", "base_link")
-                out.append(("odom", *convert.odometry_to_matrix(msg)))
-            else:
-                assert msg.header.frame_id == "base_link"
-                out.append(("cloud", convert.stamp_to_sec(msg.header.stamp), convert.pointcloud2_to_xyz(msg)))
-                n += 1
-                if n == n_scans:
-                    return out
-    return out
+    log = read_laser_log(bag, max_scans=n_scans)
+    assert len(log.clouds) == n_scans
+    return list(log.events())
 
 
 def _consistency(stamps, poses, clouds, history=5):

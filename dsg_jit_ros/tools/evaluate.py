@@ -17,7 +17,9 @@ scale, ``none``: as is).
   the aligned estimate, so a ``sim3`` scale correction counts and a rigid
   alignment does not change it.
 
-Console entry point ``dsg_jit_ros_eval REF.tum EST.tum [--align se3|sim3|none] [--json]``.
+Console entry point ``dsg_jit_ros_eval REF.tum EST.tum [--align se3|sim3|none] [--json]``;
+``dsg_jit_ros_eval --relations FILE EST.tum [--stamps CSV] [--planar]`` scores EST with the
+relations metric instead (``dsg_jit_ros.tools.relations``).
 """
 
 from __future__ import annotations
@@ -200,24 +202,46 @@ def plot_xy(path: str | os.PathLike[str], ref: TrajectoryLike, est: TrajectoryLi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``dsg_jit_ros_eval``: print ATE/RPE of EST against REF; 0 on success, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="dsg_jit_ros_eval", description="ATE (after alignment) and RPE of a TUM trajectory against a reference.")
-    parser.add_argument("ref", help="reference trajectory (TUM: t tx ty tz qx qy qz qw)")
-    parser.add_argument("est", help="estimated trajectory (TUM)")
+    """``dsg_jit_ros_eval``: print ATE/RPE of EST against REF, or with ``--relations`` the
+    relations metric of EST (``relations.cli``); 0 on success, 2 on bad input."""
+    from dsg_jit_ros.tools import relations
+
+    parser = argparse.ArgumentParser(
+        prog="dsg_jit_ros_eval", usage="%(prog)s [options] REF.tum EST.tum | %(prog)s --relations FILE [options] EST.tum",
+        description="ATE (after alignment) and RPE of a TUM trajectory against a reference, or its relations "
+                    "metric (Kümmerle et al. 2009) against a relations file.")
+    parser.add_argument("paths", nargs="+", metavar="REF.tum EST.tum",
+                        help="reference and estimated trajectories (TUM: t tx ty tz qx qy qz qw); "
+                             "only EST.tum with --relations")
     parser.add_argument("--align", choices=ALIGN_MODES, default="se3", help="alignment of the estimate (default: se3)")
     parser.add_argument("--max-dt", type=float, default=0.01, help="timestamp association tolerance [s] (default: 0.01)")
     parser.add_argument("--rpe-delta", type=float, default=1.0, metavar="M",
                         help="segment length in metres of the drift per metre (default: 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--plot", metavar="PNG", help="also write a top-view plot of both trajectories")
+    relations.add_cli_arguments(parser)
     args = parser.parse_args(argv)
+    if args.relations:
+        if len(args.paths) != 1:
+            parser.error(f"with --relations give only EST.tum, got {len(args.paths)} paths")
+        ate_only = [f"--{n.replace('_', '-')}" for n in ("align", "max_dt", "rpe_delta", "plot")
+                    if getattr(args, n) != parser.get_default(n)]
+        if ate_only:
+            parser.error(f"{', '.join(ate_only)} only apply to REF.tum EST.tum (ATE/RPE), not with --relations")
+        return relations.cli(args, args.paths[0])
+    if len(args.paths) != 2:
+        parser.error(f"give REF.tum and EST.tum (or --relations FILE EST.tum), got {len(args.paths)} paths")
+    given = [name for name in relations.RELATIONS_ONLY if getattr(args, name) != parser.get_default(name)]
+    if given:
+        parser.error(f"{', '.join('--' + g.replace('_', '-') for g in given)} only apply with --relations")
+    ref, est = args.paths
     try:
-        result = evaluate(args.ref, args.est, align=args.align, max_dt=args.max_dt, rpe_delta_m=args.rpe_delta)
+        result = evaluate(ref, est, align=args.align, max_dt=args.max_dt, rpe_delta_m=args.rpe_delta)
     except TrajectoryError as exc:
         print(f"dsg_jit_ros_eval: error: {exc}", file=sys.stderr)
         return 2
     if args.plot:
-        plot_xy(args.plot, args.ref, args.est, result)
+        plot_xy(args.plot, ref, est, result)
     if args.json:
         print(json.dumps(asdict(result)))
     else:

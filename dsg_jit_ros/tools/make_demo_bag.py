@@ -1,15 +1,25 @@
-"""Write the synthetic demo bag: LiDAR clouds, drifting wheel odometry and ground truth.
+"""Write a synthetic demo bag: range sensor clouds, drifting wheel odometry and ground truth.
 
-Console entry point ``make_demo_bag [--out DIR] [--seed N] [--duration S] [--force]``.
+Console entry point ``make_demo_bag [--world courtyard|office] [--out DIR] [--seed N]
+[--duration S] [--force]``.  Two worlds:
 
-``DIR`` (default ``out/demo_bag``) becomes a ROS 2 bag directory (MCAP storage by
-default, ``metadata.yaml`` + ``<name>_0.mcap``) that also holds
+- ``courtyard`` (default): a 16-beam 3D LiDAR driving a 60 s loop in a courtyard
+  (``demo_world``);
+- ``office``: a planar laser (361 beams over 180 degrees, like the real Radish logs)
+  driving a 217 m loop with turns in place through the corridors and two rooms of an
+  office floor, with people walking (``office_world``, ``planar_laser``).
+
+``DIR`` (default ``out/demo_bag``, ``out/office_bag`` for the office) becomes a ROS 2
+bag directory (MCAP storage by default, ``metadata.yaml`` + ``<name>_0.mcap``) that also holds
 
 - ``ground_truth.tum``: ``T_map_base`` at the ground-truth rate,
 - ``odometry.tum``: ``T_odom_base`` as published on ``/odom``,
+- ``ground_truth.relations``: relative ground-truth poses between scan times
+  (``t1 t2 x y z roll pitch yaw``, Kümmerle et al. 2009; pairs from ``relations_gen``,
+  file from ``relations``),
 
 (bag readers ignore files the metadata does not list).  Topics, all stamped in
-the header and in the bag with the same time (the LiDAR cloud at its scan time):
+the header and in the bag with the same time (the cloud at its scan time):
 
 ==================  ==========================  ======  =====================================
 topic               type                        rate    frames
@@ -19,8 +29,7 @@ topic               type                        rate    frames
 ``/ground_truth``   nav_msgs/Odometry           50 Hz   ``map`` -> ``base_link``
 ==================  ==========================  ======  =====================================
 
-The world, trajectory, LiDAR and odometry models are in ``demo_world``.  One
-seed gives the same messages byte for byte.
+One seed gives the same messages byte for byte.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +59,16 @@ from dsg_jit_ros.tools.demo_world import (
     scan,
     simulate_odometry,
 )
+from dsg_jit_ros.tools.office_world import FloorPlan, OfficeRoute, office_floor_plan
+from dsg_jit_ros.tools.planar_laser import (
+    PlanarLaserConfig,
+    WheelOdometryNoise,
+    planar_scan,
+    simulate_wheel_odometry,
+    walking_people,
+)
+from dsg_jit_ros.tools.relations import relations_from_trajectory, write_relations
+from dsg_jit_ros.tools.relations_gen import relation_pairs
 
 __all__ = [
     "TOPIC_GROUND_TRUTH",
@@ -57,7 +76,9 @@ __all__ = [
     "TOPIC_POINTS",
     "DemoConfig",
     "DemoSummary",
+    "OfficeConfig",
     "generate_demo_bag",
+    "generate_office_bag",
     "main",
 ]
 
@@ -69,6 +90,7 @@ TYPE_ODOM = "nav_msgs/msg/Odometry"
 FRAME_MAP, FRAME_ODOM, FRAME_BODY = "map", "odom", "base_link"
 GROUND_TRUTH_TUM = "ground_truth.tum"
 ODOMETRY_TUM = "odometry.tum"
+RELATIONS = "ground_truth.relations"
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,27 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class OfficeConfig:
+    """What to synthesise for the office world (see ``DemoConfig`` for the shared fields).
+
+    Attributes:
+        duration_s: length of the recording [s]; None: one loop of ``route`` (the robot
+            stands still at the start/end after it).
+        n_people: people walking, one per lane of the floor plan (at most that many lanes).
+    """
+
+    seed: int = 0
+    duration_s: float | None = None
+    start_time_s: int = 1_700_000_000
+    odom_rate_hz: float = 50.0
+    storage: str = "mcap"
+    n_people: int = 4
+    laser: PlanarLaserConfig = field(default_factory=PlanarLaserConfig)
+    odom_noise: WheelOdometryNoise = field(default_factory=WheelOdometryNoise)
+    route: OfficeRoute = field(default_factory=OfficeRoute)
+
+
+@dataclass(frozen=True)
 class DemoSummary:
     """What was written (sizes in bytes, times in seconds, lengths in metres)."""
 
@@ -107,6 +150,8 @@ class DemoSummary:
     path_length_m: float
     odometry_ate_m: float
     generation_s: float
+    odometry_end_error_m: float = float("nan")  # |p_odom - p_gt| at the end, ground truth in the odom frame
+    relations: tuple[int, int] = (0, 0)  # local, far pairs in ground_truth.relations
 
     def describe(self) -> str:
         """Multi-line human-readable summary."""
@@ -116,7 +161,8 @@ class DemoSummary:
                 f"in {self.generation_s:.2f} s\n"
                 f"  messages: {msgs}\n"
                 f"  points per cloud: min {lo}, mean {mean:.0f}, max {hi}\n"
-                f"  odometry ATE (SE(3)-aligned): {self.odometry_ate_m:.3f} m")
+                f"  odometry ATE (SE(3)-aligned): {self.odometry_ate_m:.3f} m, end-point error {self.odometry_end_error_m:.3f} m\n"
+                f"  relations: {self.relations[0]} local, {self.relations[1]} far ({RELATIONS})")
 
 
 # Messages are built and serialised with rosbags' type store: its CDR is the
@@ -196,51 +242,51 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
     shutil.rmtree(out)
 
 
-def generate_demo_bag(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig(), force: bool = False,
-                      world: World | None = None) -> DemoSummary:
-    """Synthesise the demo recording into the bag directory ``out_dir``.
+def _check(duration_s: float, odom_rate_hz: float, scan_rate_hz: float, storage: str) -> tuple[int, int, StoragePlugin]:
+    """``(odometry period [ns], odometry samples per scan, storage plugin)``; ValueError on bad settings."""
+    if duration_s <= 0:
+        raise ValueError(f"duration must be > 0 s, got {duration_s}")
+    odom_period_ns = round(1e9 / odom_rate_hz)
+    cloud_period_ns = round(1e9 / scan_rate_hz)
+    if cloud_period_ns % odom_period_ns:
+        raise ValueError(f"odom rate {odom_rate_hz} Hz must be a multiple of the scan rate {scan_rate_hz} Hz")
+    storages = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in storages:
+        raise ValueError(f"storage must be one of {sorted(storages)}, got {storage!r}")
+    return odom_period_ns, cloud_period_ns // odom_period_ns, storages[storage]
 
-    Raises:
-        FileExistsError: ``out_dir`` exists and ``force`` is false (or it is not a bag).
-        ValueError: inconsistent rates or a non-positive duration.
+
+def _timeline(duration_s: float, start_time_s: int, odom_period_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(t_rel (n,) [s] since the start, stamps_ns (n,) int64 [ns since the epoch])`` of the odometry samples."""
+    n_odom = int(np.floor(duration_s * 1e9 / odom_period_ns + 1e-9)) + 1
+    t_rel = np.arange(n_odom) * (odom_period_ns * 1e-9)
+    return t_rel, int(start_time_s) * 1_000_000_000 + np.arange(n_odom, dtype=np.int64) * odom_period_ns
+
+
+def _write_recording(out: Path, storage: StoragePlugin, start_time_s: int, t_rel: np.ndarray, stamps_ns: np.ndarray,
+                     gt: tuple[np.ndarray, np.ndarray, np.ndarray], odom: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     every: int, scan_at: Callable[[int], tuple[np.ndarray, np.ndarray]], seed: int,
+                     path_length_m: float, started: float) -> DemoSummary:
+    """Write the bag and its side files (``ground_truth.tum``, ``odometry.tum``, ``ground_truth.relations``).
+
+    ``gt`` and ``odom`` are ``(T (n, 4, 4), linear (n, 3), angular (n, 3))`` at ``stamps_ns``
+    (``T_map_base`` and ``T_odom_base``); ``scan_at(k)`` gives the cloud ``(points, intensity)``
+    at sample ``k``, called for ``k = 0, every, 2 every, ...`` in this order.  The relations
+    draw from their own generator (seeded by ``seed``), so they change no message.
     """
     from dsg_jit_ros.tools.evaluate import ate_rmse
 
-    started = time.perf_counter()
-    cfg = config
-    if cfg.duration_s <= 0:
-        raise ValueError(f"duration must be > 0 s, got {cfg.duration_s}")
-    odom_period_ns = round(1e9 / cfg.odom_rate_hz)
-    cloud_period_ns = round(1e9 / cfg.lidar.rate_hz)
-    if cloud_period_ns % odom_period_ns:
-        raise ValueError(f"odom rate {cfg.odom_rate_hz} Hz must be a multiple of the LiDAR rate {cfg.lidar.rate_hz} Hz")
-    storages = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-    if cfg.storage not in storages:
-        raise ValueError(f"storage must be one of {sorted(storages)}, got {cfg.storage!r}")
-    out = Path(out_dir)
-    _prepare_out_dir(out, force)
-
-    rng = np.random.default_rng(cfg.seed)
-    world = default_world() if world is None else world
-    start_ns = int(cfg.start_time_s) * 1_000_000_000
-    n_odom = int(np.floor(cfg.duration_s * 1e9 / odom_period_ns + 1e-9)) + 1
-    t_rel = np.arange(n_odom) * (odom_period_ns * 1e-9)  # [s] since the start
-    stamps_ns = start_ns + np.arange(n_odom, dtype=np.int64) * odom_period_ns
-    T_gt = cfg.trajectory.poses(t_rel)
-    v_gt, w_gt = cfg.trajectory.twists(t_rel)
-    T_odom, v_odom, w_odom = simulate_odometry(T_gt, odom_period_ns * 1e-9, cfg.odom_noise, rng)
-    every = cloud_period_ns // odom_period_ns
-    dirs_body = lidar_directions(cfg.lidar)
-
+    T_gt, T_odom = gt[0], odom[0]
+    n_odom = len(stamps_ns)
     counts = {TOPIC_POINTS: 0, TOPIC_ODOM: 0, TOPIC_GROUND_TRUTH: 0}
     n_points: list[int] = []
-    with Writer(out, version=Writer.VERSION_LATEST, storage_plugin=storages[cfg.storage]) as writer:
+    with Writer(out, version=Writer.VERSION_LATEST, storage_plugin=storage) as writer:
         conn_gt = writer.add_connection(TOPIC_GROUND_TRUTH, TYPE_ODOM, typestore=TYPESTORE)
         conn_odom = writer.add_connection(TOPIC_ODOM, TYPE_ODOM, typestore=TYPESTORE)
         conn_cloud = writer.add_connection(TOPIC_POINTS, TYPE_CLOUD, typestore=TYPESTORE)
         # time order; at equal stamps ground truth, then odometry, then the cloud
-        gt_msgs = _odometry_msgs(stamps_ns, FRAME_MAP, T_gt, v_gt, w_gt, 0.0, 0.0)
-        odom_msgs = _odometry_msgs(stamps_ns, FRAME_ODOM, T_odom, v_odom, w_odom, 1e-2, 1e-3)
+        gt_msgs = _odometry_msgs(stamps_ns, FRAME_MAP, *gt, 0.0, 0.0)
+        odom_msgs = _odometry_msgs(stamps_ns, FRAME_ODOM, *odom, 1e-2, 1e-3)
         for k in range(n_odom):
             ns = int(stamps_ns[k])
             writer.write(conn_gt, ns, gt_msgs[k])
@@ -248,44 +294,131 @@ def generate_demo_bag(out_dir: str | os.PathLike[str], config: DemoConfig = Demo
             counts[TOPIC_GROUND_TRUTH] += 1
             counts[TOPIC_ODOM] += 1
             if k % every == 0:
-                points, intensity = scan(world, T_gt[k], cfg.lidar, rng, dirs_body)
+                points, intensity = scan_at(k)
                 writer.write(conn_cloud, ns, _cloud_msg(ns, points, intensity))
                 counts[TOPIC_POINTS] += 1
                 n_points.append(len(points))
 
-    stamps_s = cfg.start_time_s + t_rel
+    stamps_s = start_time_s + t_rel
     write_tum(out / GROUND_TRUTH_TUM, stamps_s, T_gt)
     write_tum(out / ODOMETRY_TUM, stamps_s, T_odom)
-    ate = ate_rmse((stamps_s, T_gt), (stamps_s, T_odom), align="se3") if n_odom >= 3 else float("nan")
+    scans = np.arange(0, n_odom, every)
+    local, far = relation_pairs(t_rel[scans], T_gt[scans], np.random.default_rng([int(seed), 0x5E1]))
+    pairs = np.concatenate([local, far])
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]  # by t1, then t2
+    # times as in ground_truth.tum: within half a float64 ulp (~0.12 us at 1.7e9 s) of the bag stamps
+    write_relations(out / RELATIONS, relations_from_trajectory(stamps_s[scans], T_gt[scans], pairs))
+    try:
+        ate = ate_rmse((stamps_s, T_gt), (stamps_s, T_odom), align="se3") if n_odom >= 3 else float("nan")
+    except Exception:  # noqa: BLE001 - the alignment is undefined for a ground truth at rest or on a line
+        ate = float("nan")
+    gt_in_odom = np.linalg.inv(T_gt[0]) @ T_gt[-1]  # T_odom_map = T_map_base(0)^-1
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     return DemoSummary(
         bag_dir=os.fspath(out), messages=counts, duration_s=float(t_rel[-1]),
         points_per_cloud=(int(min(n_points)), float(np.mean(n_points)), int(max(n_points))),
-        bag_bytes=int(size), path_length_m=float(t_rel[-1] * cfg.trajectory.speed),
-        odometry_ate_m=float(ate), generation_s=time.perf_counter() - started,
+        bag_bytes=int(size), path_length_m=float(path_length_m), odometry_ate_m=float(ate),
+        generation_s=time.perf_counter() - started,
+        odometry_end_error_m=float(np.linalg.norm(T_odom[-1, :3, 3] - gt_in_odom[:3, 3])),
+        relations=(len(local), len(far)),
     )
+
+
+def generate_demo_bag(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig(), force: bool = False,
+                      world: World | None = None) -> DemoSummary:
+    """Synthesise the courtyard recording (3D LiDAR) into the bag directory ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``force`` is false (or it is not a bag).
+        ValueError: inconsistent rates or a non-positive duration.
+    """
+    started = time.perf_counter()
+    cfg = config
+    odom_period_ns, every, storage = _check(cfg.duration_s, cfg.odom_rate_hz, cfg.lidar.rate_hz, cfg.storage)
+    out = Path(out_dir)
+    _prepare_out_dir(out, force)
+
+    rng = np.random.default_rng(cfg.seed)
+    world = default_world() if world is None else world
+    t_rel, stamps_ns = _timeline(cfg.duration_s, cfg.start_time_s, odom_period_ns)
+    T_gt = cfg.trajectory.poses(t_rel)
+    v_gt, w_gt = cfg.trajectory.twists(t_rel)
+    odom = simulate_odometry(T_gt, odom_period_ns * 1e-9, cfg.odom_noise, rng)
+    dirs_body = lidar_directions(cfg.lidar)
+    return _write_recording(out, storage, cfg.start_time_s, t_rel, stamps_ns, (T_gt, v_gt, w_gt), odom, every,
+                            lambda k: scan(world, T_gt[k], cfg.lidar, rng, dirs_body), cfg.seed,
+                            t_rel[-1] * cfg.trajectory.speed, started)
+
+
+def generate_office_bag(out_dir: str | os.PathLike[str], config: OfficeConfig = OfficeConfig(), force: bool = False,
+                        plan: FloorPlan | None = None) -> DemoSummary:
+    """Synthesise the office recording (planar laser, people, turn-drifting odometry) into ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``force`` is false (or it is not a bag).
+        ValueError: inconsistent rates or a non-positive duration.
+    """
+    started = time.perf_counter()
+    cfg = config
+    duration = cfg.route.duration if cfg.duration_s is None else cfg.duration_s
+    odom_period_ns, every, storage = _check(duration, cfg.odom_rate_hz, cfg.laser.rate_hz, cfg.storage)
+    out = Path(out_dir)
+    _prepare_out_dir(out, force)
+
+    rng = np.random.default_rng(cfg.seed)
+    plan = office_floor_plan() if plan is None else plan
+    people = walking_people(plan.person_lanes[:max(cfg.n_people, 0)], cfg.seed)
+    t_rel, stamps_ns = _timeline(duration, cfg.start_time_s, odom_period_ns)
+    T_gt = cfg.route.poses(t_rel)
+    v_gt, w_gt = cfg.route.twists(t_rel)
+    odom = simulate_wheel_odometry(T_gt, odom_period_ns * 1e-9, cfg.odom_noise, rng)
+    length = np.sum(np.linalg.norm(np.diff(T_gt[:, :2, 3], axis=0), axis=1))
+    return _write_recording(out, storage, cfg.start_time_s, t_rel, stamps_ns, (T_gt, v_gt, w_gt), odom, every,
+                            lambda k: planar_scan(plan, T_gt[k], cfg.laser, rng, people.circles(t_rel[k])), cfg.seed,
+                            length, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``make_demo_bag``: 0 on success, 2 on bad arguments or an existing output."""
     parser = argparse.ArgumentParser(
         prog="make_demo_bag",
-        description="Synthesise a ROS 2 bag (MCAP) of a 3D LiDAR, drifting wheel odometry and ground truth "
-                    "driving a loop through a courtyard, plus ground_truth.tum and odometry.tum in the bag directory.")
-    parser.add_argument("--out", default="out/demo_bag", help="bag directory to create (default: out/demo_bag)")
+        description="Synthesise a ROS 2 bag (MCAP) of a range sensor, drifting wheel odometry and ground truth, "
+                    "plus ground_truth.tum, odometry.tum and ground_truth.relations in the bag directory: a 3D LiDAR "
+                    "driving a loop through a courtyard (--world courtyard) or a planar laser driving a loop "
+                    "through an office floor (--world office).")
+    parser.add_argument("--world", choices=("courtyard", "office"), default="courtyard", help="what to simulate (default: courtyard)")
+    parser.add_argument("--out", default=None, help="bag directory to create (default: out/demo_bag, out/office_bag for the office)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--duration", type=float, default=60.0, help="recording length in seconds; one loop takes 60 s (default: 60)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="recording length in seconds (default: one loop; 60 s for the courtyard, "
+                             f"{OfficeRoute().duration:.0f} s for the office)")
     parser.add_argument("--force", action="store_true", help="replace an existing bag directory")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: mcap)")
-    parser.add_argument("--azimuth-steps", type=int, default=LidarConfig.azimuth_steps,
-                        help=f"LiDAR rays per beam over 360 degrees (default: {LidarConfig.azimuth_steps})")
+    parser.add_argument("--azimuth-steps", type=int, default=None,
+                        help=f"courtyard: LiDAR rays per beam over 360 degrees (default: {LidarConfig.azimuth_steps})")
+    parser.add_argument("--people", type=int, default=None,
+                        help=f"office: people walking, 0 to {len(office_floor_plan().person_lanes)} (default: {OfficeConfig.n_people})")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.azimuth_steps <= 0:
+    if (args.duration is not None and args.duration <= 0) or (args.azimuth_steps is not None and args.azimuth_steps <= 0):
         parser.error("--duration and --azimuth-steps must be > 0")
-    cfg = DemoConfig(seed=args.seed, duration_s=args.duration, storage=args.storage,
-                     lidar=LidarConfig(azimuth_steps=args.azimuth_steps))
+    if args.world == "office":
+        if args.azimuth_steps is not None:
+            parser.error("--azimuth-steps applies to --world courtyard only")
+        if args.people is not None and args.people < 0:
+            parser.error("--people must be >= 0")
+        out = args.out or "out/office_bag"
+        cfg = OfficeConfig(seed=args.seed, duration_s=args.duration, storage=args.storage,
+                           n_people=OfficeConfig.n_people if args.people is None else args.people)
+        generate = generate_office_bag
+    else:
+        if args.people is not None:
+            parser.error("--people applies to --world office only")
+        out = args.out or "out/demo_bag"
+        cfg = DemoConfig(seed=args.seed, duration_s=60.0 if args.duration is None else args.duration, storage=args.storage,
+                         lidar=LidarConfig(azimuth_steps=args.azimuth_steps or LidarConfig.azimuth_steps))
+        generate = generate_demo_bag
     try:
-        summary = generate_demo_bag(args.out, cfg, force=args.force)
+        summary = generate(out, cfg, force=args.force)
     except FileExistsError as exc:
         print(f"make_demo_bag: error: {exc}", file=sys.stderr)
         return 2
