@@ -36,11 +36,11 @@ def keyframe_graph(pipeline: SlamPipeline, mats: np.ndarray) -> PoseGraph:
     odo_mats = np.array([m for _, m in odo]).reshape(-1, 4, 4)
     meas = np.linalg.inv(odo_mats[:-1]) @ odo_mats[1:] if n > 1 else np.zeros((0, 4, 4))
     w = pipeline.cfg.window
-    info = np.diag([w.odom_sigma_translation ** -2] * 3 + [w.odom_sigma_rotation ** -2] * 3)
+    info = np.array([np.diag(w.odom_sigmas(m) ** -2.0) for m in meas]).reshape(-1, 6, 6)
     return PoseGraph(
         dim=3, ids=np.arange(n, dtype=np.int64), poses=mats,
         edge_i=np.arange(max(n - 1, 0), dtype=np.int64), edge_j=np.arange(1, max(n, 1), dtype=np.int64),
-        measurements=meas, information=np.repeat(info[None], max(n - 1, 0), axis=0),
+        measurements=meas, information=info,
     )
 
 

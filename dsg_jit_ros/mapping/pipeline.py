@@ -28,6 +28,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, relative_motion
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import marginal_covariance
@@ -52,14 +53,27 @@ class InputConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
+PLANAR_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything the data path needs; built from ROS parameters at the edge."""
+    """Everything the data path needs; built from ROS parameters at the edge.
+
+    ``planar``: "on" estimates x, y, yaw only (z, roll, pitch from odometry: 2D
+    lasers, ground robots); "off" full SE(3); "auto" decides on the first keyframe
+    (planar when its cloud lies in z = 0 of the sensor, see ``mapping.planar``).
+    """
 
     window: WindowConfig = field(default_factory=WindowConfig)
     keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
     inputs: InputConfig = field(default_factory=InputConfig)
     t_body_sensor: tuple[float, ...] = tuple(np.eye(4).reshape(-1))  # row-major 4x4
+    planar: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.planar not in PLANAR_MODES:
+            raise ValueError(f"planar must be one of {PLANAR_MODES}, got {self.planar!r}")
 
     def body_sensor(self) -> np.ndarray:
         return np.asarray(self.t_body_sensor, dtype=np.float64).reshape(4, 4)
@@ -83,6 +97,7 @@ class KeyframeUpdate:
     covariance: np.ndarray | None  # (6, 6) tangent [rho, phi] of T_map_body (body frame)
     keyframes: int
     compilations_after_warmup: int
+    notices: tuple[str, ...] = ()  # one-off events worth an info log line (e.g. planar mode chosen)
 
 
 @dataclass
@@ -109,7 +124,8 @@ class SlamPipeline:
             self._reset()
 
     def _reset(self) -> None:
-        self.window = SlidingWindow(self.cfg.window)
+        self.planar: bool | None = {"on": True, "off": False}.get(self.cfg.planar)  # None: not decided yet
+        self.window = SlidingWindow(self.cfg.window, planar=bool(self.planar))
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
         self._pending: deque[_PendingCloud] = deque()  # waiting for odometry
@@ -293,7 +309,19 @@ class SlamPipeline:
             updates.append(self._keyframe(cloud, t_odom_body))
         return updates
 
+    def _decide_planar(self, points: np.ndarray) -> tuple[str, ...]:
+        """``planar: auto``: planar mode iff the first keyframe's cloud lies in z = 0."""
+        if self.planar is not None:
+            return ()
+        self.planar = is_planar_cloud(points)
+        self.window.set_planar(self.planar)
+        if self.planar:
+            return ("planar clouds (all points at z = 0): planar mode, estimating x, y and yaw; "
+                    "z, roll and pitch follow the odometry",)
+        return ("3D clouds: estimating full SE(3) poses",)
+
     def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
+        notices = self._decide_planar(cloud.points)
         before = (self.window.dropped_capacity, self.window.dropped_points)
         stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
         self.count("voxel_capacity", self.window.dropped_capacity - before[0])
@@ -305,12 +333,23 @@ class SlamPipeline:
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
-        return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes, self.compilations_after_warmup())
+        return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
+                              self.compilations_after_warmup(), notices)
 
     def _newest_covariance(self) -> np.ndarray:
+        """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body
+        frame.  Planar mode: the window's pose is the planar part P of T = P L; fixed
+        components (z, roll, pitch) have zero variance, and the block is moved to the
+        body by Ad(L^-1) (T = P exp(d) L = T exp(Ad(L^-1) d))."""
         wm = self.window.wm
         var = self.window.newest_keyframe_var
         x, _ = wm.pack_state()
         graph = wm.fg
         pos = graph.layout.position("pose_se3")
-        return np.asarray(marginal_covariance(graph, x, pos, wm.variable_slot(var)))
+        cov = np.array(marginal_covariance(graph, x, pos, wm.variable_slot(var)))
+        if self.window.planar:
+            cov[PLANAR_FIXED] = 0.0
+            cov[:, PLANAR_FIXED] = 0.0
+            ad = adjoint_matrix(np.linalg.inv(self.window.newest_level))
+            cov = ad @ cov @ ad.T
+        return cov

@@ -1,0 +1,152 @@
+"""Accuracy on real and synthetic logs: one JSON row per (dataset, method).
+
+    .venv/bin/python bench/accuracy.py [--datasets mit-csail fr079 office courtyard]
+        [--methods odometry ours small_gicp] [--max-scans N] [--png DIR] [--set name=value ...]
+
+Datasets: the real planar-laser bags of ../shared/data/real (no ground truth: the
+map-consistency figure only), and the synthetic bags (``make_demo_bag --world
+office`` / the courtyard demo, generated into out/ when missing), which carry
+``ground_truth.tum`` and ``ground_truth.relations``.
+
+Methods, all fed the same messages in bag order:
+- ``odometry``: the raw wheel odometry at each scan;
+- ``ours``: ``SlamPipeline`` with the parameter file of the sensor class
+  (config/planar_laser.yaml or config/lidar_3d.yaml, ``--set`` overrides); the
+  pose of every scan is its last keyframe's optimised pose times the odometry
+  increment since that keyframe ("final path, odometry between keyframes");
+- ``small_gicp``: the library baseline of bench/baselines.py (GICP scan-to-local-map
+  seeded by the odometry increment).
+
+Row fields: dataset, method, scans, relations (all / local / long: mean trans m,
+mean rot deg, counts) and ATE (m) where ground truth exists, consistency (median
+distance m and fraction within 5 cm of points to scans >= 30 s apart), ms per scan.
+Run times are wall-clock on this machine: compare methods within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import dsg_jit_ros  # noqa: E402,F401  (float64)
+from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
+from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
+from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
+from dsg_jit_ros.tools.log_reader import read_laser_log  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+DATASETS = {
+    "mit-csail": (SHARED / "data" / "real" / "mit-csail", "planar_laser"),
+    "fr079": (SHARED / "data" / "real" / "fr079", "planar_laser"),
+    "office": (REPO / "out" / "office_bag", "planar_laser"),
+    "courtyard": (REPO / "out" / "demo_bag", "lidar_3d"),
+}
+
+
+def _ensure_bag(name: str, path: Path) -> None:
+    if path.exists() or name not in ("office", "courtyard"):
+        return
+    from dsg_jit_ros.tools.make_demo_bag import main as make_bag
+
+    if make_bag(["--world", name, "--out", str(path)]) != 0:
+        raise SystemExit(f"could not generate {path}")
+
+
+def scan_poses(kf_stamps, kf_poses, kf_odom, scan_stamps, scan_odom) -> np.ndarray:
+    """T_map_body at every scan: its last keyframe's estimate times the odometry
+    increment since (scans before the first keyframe: the first keyframe's correction)."""
+    idx = np.clip(np.searchsorted(kf_stamps, scan_stamps, side="right") - 1, 0, len(kf_stamps) - 1)
+    corr = kf_poses @ np.linalg.inv(kf_odom)  # T_map_odom at each keyframe
+    return corr[idx] @ scan_odom
+
+
+def run_ours(log, cfg):
+    pipe = SlamPipeline(cfg)
+    pipe.warm_up()
+    start = time.perf_counter()
+    for kind, stamp, value in log.events():
+        if kind == "odom":
+            pipe.add_odometry(stamp, value)
+        else:
+            pipe.add_cloud(stamp, value)
+    elapsed = time.perf_counter() - start
+    kf = pipe.window.keyframe_poses
+    kf_stamps = np.array([s for s, _ in kf])
+    kf_poses = np.array([p for _, p in kf])
+    odo = dict(pipe.keyframe_odometry)
+    kf_odom = np.array([odo[s] for s in kf_stamps])
+    poses = scan_poses(kf_stamps, kf_poses, kf_odom, log.cloud_stamps, log.odometry_at_clouds())
+    info = {"keyframes": len(kf_stamps), "compilations_after_warmup": pipe.compilations_after_warmup(),
+            "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar)}
+    return poses, 1000.0 * elapsed / len(log.clouds), info
+
+
+def metrics(bag: Path, log, poses: np.ndarray) -> dict:
+    out = {}
+    rel_file = bag / "ground_truth.relations"
+    if rel_file.exists():
+        from dsg_jit_ros.tools.relations import evaluate_relations
+
+        res = evaluate_relations(rel_file, (log.cloud_stamps, poses), planar=True).to_dict()
+        out["relations"] = {k: res[k] for k in ("all", "local", "long") if k in res}
+        out["relations_missing"] = res.get("n_missing")
+    gt_file = bag / "ground_truth.tum"
+    if gt_file.exists():
+        from dsg_jit_ros.tools.evaluate import ate_rmse
+
+        out["ate_m"] = ate_rmse(str(gt_file), (log.cloud_stamps, poses), align="se3")
+    cons = map_consistency(log.clouds, log.cloud_stamps, poses)
+    out["consistency"] = {"median_m": cons.revisit.median_m, "within_5cm": cons.revisit.frac_within_5cm,
+                          "within_10cm": cons.revisit.frac_within_10cm, "overlap": cons.revisit.overlap_fraction}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=["odometry", "ours", "small_gicp"],
+                        choices=["odometry", "ours", "small_gicp"])
+    parser.add_argument("--max-scans", type=int, default=None, help="only the first N scans of each log")
+    parser.add_argument("--png", type=Path, default=None, help="write <dataset>_<method>.png map pictures here")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="parameter overrides for 'ours' (names as in the parameter files)")
+    args = parser.parse_args(argv)
+    for name in args.datasets:
+        bag, sensor = DATASETS[name]
+        _ensure_bag(name, bag)
+        log = read_laser_log(bag, max_scans=args.max_scans)
+        for method in args.methods:
+            info: dict = {}
+            if method == "odometry":
+                start = time.perf_counter()
+                poses = log.odometry_at_clouds()
+                ms = 1000.0 * (time.perf_counter() - start) / len(log.clouds)
+            elif method == "ours":
+                cfg = load_pipeline_config(REPO / "config" / f"{sensor}.yaml", overrides=args.set)
+                poses, ms, info = run_ours(log, cfg)
+            else:
+                from baselines import small_gicp_trajectory
+
+                poses, ms = small_gicp_trajectory(log, planar=sensor == "planar_laser")
+            row = {"dataset": name, "method": method, "scans": len(log.clouds), "ms_per_scan": round(ms, 2)}
+            row.update(metrics(bag, log, poses))
+            row.update(info)
+            print(json.dumps(row), flush=True)
+            if args.png is not None:
+                args.png.mkdir(parents=True, exist_ok=True)
+                plot_map(args.png / f"{name}_{method}.png", log.clouds, poses, log.cloud_stamps,
+                         title=f"{name}: {method}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
