@@ -19,7 +19,8 @@ Methods, all fed the same messages in bag order:
 
 Row fields: dataset, method, scans, relations (all / local / long: mean trans m,
 mean rot deg, counts) and ATE (m) where ground truth exists, consistency (median
-distance m and fraction within 5 cm of points to scans >= 30 s apart), ms per scan.
+distance m and fraction within 5 cm of points to scans >= 30 s apart; and
+``consistency_local``: to scans 1-10 s apart), ms per scan.
 Run times are wall-clock on this machine: compare methods within one run.
 """
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import dsg_jit_ros  # noqa: E402,F401  (float64)
+from dsg_jit_ros.mapping.export import poses_at  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
@@ -61,14 +63,6 @@ def _ensure_bag(name: str, path: Path) -> None:
         raise SystemExit(f"could not generate {path}")
 
 
-def scan_poses(kf_stamps, kf_poses, kf_odom, scan_stamps, scan_odom) -> np.ndarray:
-    """T_map_body at every scan: its last keyframe's estimate times the odometry
-    increment since (scans before the first keyframe: the first keyframe's correction)."""
-    idx = np.clip(np.searchsorted(kf_stamps, scan_stamps, side="right") - 1, 0, len(kf_stamps) - 1)
-    corr = kf_poses @ np.linalg.inv(kf_odom)  # T_map_odom at each keyframe
-    return corr[idx] @ scan_odom
-
-
 def run_ours(log, cfg):
     pipe = SlamPipeline(cfg)
     pipe.warm_up()
@@ -79,13 +73,8 @@ def run_ours(log, cfg):
         else:
             pipe.add_cloud(stamp, value)
     elapsed = time.perf_counter() - start
-    kf = pipe.window.keyframe_poses
-    kf_stamps = np.array([s for s, _ in kf])
-    kf_poses = np.array([p for _, p in kf])
-    odo = dict(pipe.keyframe_odometry)
-    kf_odom = np.array([odo[s] for s in kf_stamps])
-    poses = scan_poses(kf_stamps, kf_poses, kf_odom, log.cloud_stamps, log.odometry_at_clouds())
-    info = {"keyframes": len(kf_stamps), "compilations_after_warmup": pipe.compilations_after_warmup(),
+    poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds())
+    info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
             "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar)}
     return poses, 1000.0 * elapsed / len(log.clouds), info
 
@@ -104,9 +93,10 @@ def metrics(bag: Path, log, poses: np.ndarray) -> dict:
         from dsg_jit_ros.tools.evaluate import ate_rmse
 
         out["ate_m"] = ate_rmse(str(gt_file), (log.cloud_stamps, poses), align="se3")
-    cons = map_consistency(log.clouds, log.cloud_stamps, poses)
-    out["consistency"] = {"median_m": cons.revisit.median_m, "within_5cm": cons.revisit.frac_within_5cm,
-                          "within_10cm": cons.revisit.frac_within_10cm, "overlap": cons.revisit.overlap_fraction}
+    cons = map_consistency(log.clouds, log.cloud_stamps, poses, local=True)
+    for name, st in (("consistency", cons.revisit), ("consistency_local", cons.local)):
+        out[name] = {"median_m": round(st.median_m, 4), "within_5cm": round(st.frac_within_5cm, 4),
+                     "within_10cm": round(st.frac_within_10cm, 4), "overlap": round(st.overlap_fraction, 4)}
     return out
 
 
@@ -136,7 +126,9 @@ def main(argv=None) -> int:
             else:
                 from baselines import small_gicp_trajectory
 
-                poses, ms = small_gicp_trajectory(log, planar=sensor == "planar_laser")
+                run = small_gicp_trajectory(log.cloud_stamps, log.odometry_at_clouds(), log.clouds)
+                poses, ms = run.poses, float(np.mean(run.ms_per_scan))
+                info = {"fallbacks": run.fallbacks}
             row = {"dataset": name, "method": method, "scans": len(log.clouds), "ms_per_scan": round(ms, 2)}
             row.update(metrics(bag, log, poses))
             row.update(info)

@@ -82,7 +82,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("surface.point_sigma", 0.03, "Noise of a keyframe's centroid across a voxel's surface (m).", 1e-9, BIG),
     ParamSpec("surface.thickness", 0.03, "Point spreads below this are surface roughness, above it extent (m).",
               0.0, BIG),
-    ParamSpec("surface.slide", 1.0, "Share of a voxel's spread along its surface that a centroid may slide by "
+    ParamSpec("surface.slide", 1000.0, "Share of a voxel's spread along its surface that a centroid may slide by "
               "(viewpoint bias); 0: centroids are exact.", 0.0, BIG),
     ParamSpec("surface.min_points", 4, "Voxels with fewer points get an isotropic spread (no surface normal).",
               3, 1_000_000),
@@ -95,7 +95,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("registration.kernel_scale", 3.0, "Cauchy kernel scale of the whitened point residuals.", 1e-6, BIG),
     ParamSpec("registration.degeneracy_ratio", 0.5, "Directions where the scan adds less information than this "
               "times the odometry's keep the odometry prediction.", 0.0, BIG),
-    ParamSpec("registration.downsample", 0.0, "Grid (m) the scan is thinned to before registering; 0: all points.",
+    ParamSpec("registration.downsample", 0.25, "Grid (m) the scan is thinned to before registering; 0: all points.",
               0.0, BIG),
     ParamSpec("registration.min_matches", 20, "Fewer matched points: keep the odometry prediction.", 1, 100_000_000),
     # noise model

@@ -28,6 +28,20 @@ def keyframe_arrays(pipeline: SlamPipeline) -> tuple[np.ndarray, np.ndarray]:
     return stamps, np.array([m for _, m in poses]).reshape(-1, 4, 4)
 
 
+def poses_at(pipeline: SlamPipeline, stamps: np.ndarray, t_odom_body: np.ndarray) -> np.ndarray:
+    """(n, 4, 4) ``T_map_body`` at any odometry poses ``t_odom_body`` stamped ``stamps`` (s):
+    the last keyframe's optimised pose at or before each stamp times the odometry
+    increment since it (the first keyframe's correction before it).  This is the
+    full-rate trajectory the node reports through ``map -> odom``."""
+    kf_stamps, kf_poses = keyframe_arrays(pipeline)
+    if not len(kf_stamps):
+        raise ValueError("no keyframe yet")
+    odo = dict(pipeline.keyframe_odometry)
+    corr = kf_poses @ np.linalg.inv(np.array([odo[s] for s in kf_stamps]))  # T_map_odom per keyframe
+    idx = np.clip(np.searchsorted(kf_stamps, stamps, side="right") - 1, 0, len(kf_stamps) - 1)
+    return corr[idx] @ np.asarray(t_odom_body, dtype=np.float64)
+
+
 def keyframe_graph(pipeline: SlamPipeline, mats: np.ndarray) -> PoseGraph:
     """Keyframe poses ``mats`` (from ``keyframe_arrays``) and the odometry edges
     between consecutive keyframes."""

@@ -2,7 +2,9 @@
 
 Each scan point ``q = T p`` (map frame) is matched to the surface of a voxel near
 it (of the 2x2x2, or 2x2 in planar mode, cells whose centres are nearest to q: the
-one with the smallest Mahalanobis distance) and contributes the residual
+one with the smallest ``|W d|^2 + |d|^2 / voxel_size^2``, ``d = q - mu``: the surface
+distance, with the distance to the voxel's mean to prefer near surfaces over far
+ones along a plane) and contributes the residual
 ``W_l (q - mu_l)``: a point-to-surface error whose information ``W_l^T W_l`` is
 the voxel's surface information with an infinite ``slide``: point-to-plane on
 walls (nothing along them), point-to-line on edges, nothing from volumes.  A Cauchy kernel takes
@@ -43,7 +45,7 @@ class RegistrationConfig:
     kernel_scale: float = 3.0  # Cauchy scale of the whitened point residual
     min_matches: int = 20
     degeneracy_ratio: float = 0.5
-    downsample: float = 0.0  # scan voxel grid (m) before registering; 0: every point
+    downsample: float = 0.25  # scan voxel grid (m) before registering; 0: every point
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.min_matches < 1:
@@ -67,8 +69,11 @@ class SurfaceTarget:
 
     @staticmethod
     def build(keys: np.ndarray, means: np.ndarray, sqrt_info: np.ndarray, voxel_size: float) -> "SurfaceTarget":
+        """The target of the voxels that carry information (volumes with none are left out)."""
+        informative = np.abs(sqrt_info).sum(axis=(1, 2)) > 0
+        keys, means, sqrt_info = np.asarray(keys)[informative], means[informative], sqrt_info[informative]
         order = np.argsort(keys, kind="stable")
-        return SurfaceTarget(np.asarray(keys)[order], means[order], sqrt_info[order], float(voxel_size))
+        return SurfaceTarget(keys[order], means[order], sqrt_info[order], float(voxel_size))
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -137,7 +142,8 @@ def _match(q: np.ndarray, target: SurfaceTarget, offsets: np.ndarray, max_dist: 
     safe = np.where(valid, rows, 0)
     d = q[:, None, :] - target.means[safe]  # (n, k, 3)
     r = np.einsum("nkij,nkj->nki", target.sqrt_info[safe], d)
-    cost = np.where(valid & (np.linalg.norm(d, axis=2) <= max_dist), np.sum(r * r, axis=2), np.inf)
+    dist2 = np.sum(d * d, axis=2)
+    cost = np.where(valid & (dist2 <= max_dist ** 2), np.sum(r * r, axis=2) + dist2 / s ** 2, np.inf)
     best = np.argmin(cost, axis=1)
     idx = np.arange(len(q))
     found = np.isfinite(cost[idx, best])

@@ -36,7 +36,7 @@ class SurfaceConfig:
 
     point_sigma: float = 0.03  # noise of a centroid across the surface (sensor noise)
     thickness: float = 0.03  # spreads below this are surface roughness, not extent
-    slide: float = 1.0  # share of a voxel's extent along its surface that counts as viewpoint bias
+    slide: float = 1000.0  # share of a voxel's extent along its surface that counts as viewpoint bias
     min_points: int = 4  # fewer points: an isotropic spread (no normal)
     count_saturation: float = 5.0  # an observation of n points weighs n / (n + count_saturation)
 
