@@ -5,7 +5,7 @@ STAMP := .venv/.installed
 INTERFACES := requirements-build.txt interfaces/build.sh $(wildcard msg/*.msg srv/*.srv \
 	interfaces/*/CMakeLists.txt interfaces/*/package.xml interfaces/*/msg/*.msg interfaces/cmake/*.cmake)
 
-.PHONY: setup demo examples test bench clean
+.PHONY: setup demo examples test bench bench-accuracy clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ bench: setup
 	$(PY) bench/posegraph.py ../shared/data/posegraph/sphere2500.g2o --init chordal
 	$(PY) bench/posegraph.py ../shared/data/posegraph/parking-garage.g2o
 	$(PY) bench/poses_points.py --poses 100 --points 1000 --obs 20000
+	$(PY) bench/node_latency.py --windows 20
+
+# accuracy vs odometry and the library baseline (small_gicp, from bench/requirements-bench.txt);
+# map pictures in out/accuracy/.  About 25 min on 2 cores.
+bench-accuracy: setup
+	$(PY) -m pip install --quiet -r bench/requirements-bench.txt
+	$(PY) bench/accuracy.py --png out/accuracy
 
 clean:
 	rm -rf .venv build *.egg-info out

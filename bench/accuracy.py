@@ -75,7 +75,8 @@ def run_ours(log, cfg):
     elapsed = time.perf_counter() - start
     poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds())
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
-            "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar)}
+            "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar),
+            "registrations": dict(pipe.window.registrations)}
     return poses, 1000.0 * elapsed / len(log.clouds), info
 
 

@@ -78,6 +78,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("window.kernel_scale", 3.0, "Cauchy kernel scale of the whitened voxel observations.", 1e-6, BIG),
     ParamSpec("solver.max_iterations", 15, "Levenberg-Marquardt iterations per solve.", 1, 1000),
     ParamSpec("solver.linear_solver", "schur", "Linear solver: schur, dense or pcg."),
+    ParamSpec("solver.relative_tolerance", 1e-6, "A solve stops when a step lowers the cost by less than this "
+              "share of it.", 0.0, 1.0),
     # observation model of voxel surfaces
     ParamSpec("surface.point_sigma", 0.03, "Noise of a keyframe's centroid across a voxel's surface (m).", 1e-9, BIG),
     ParamSpec("surface.thickness", 0.03, "Point spreads below this are surface roughness, above it extent (m).",
@@ -95,6 +97,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("registration.kernel_scale", 3.0, "Cauchy kernel scale of the whitened point residuals.", 1e-6, BIG),
     ParamSpec("registration.degeneracy_ratio", 0.5, "Directions where the scan adds less information than this "
               "times the odometry's keep the odometry prediction.", 0.0, BIG),
+    ParamSpec("registration.max_correction_sigma", 6.0, "A registration moving the odometry prediction by more "
+              "than this many odometry sigmas is not believed (the prediction is kept and counted).", 1e-6, BIG),
     ParamSpec("registration.downsample", 0.25, "Grid (m) the scan is thinned to before registering; 0: all points.",
               0.0, BIG),
     ParamSpec("registration.min_matches", 20, "Fewer matched points: keep the odometry prediction.", 1, 100_000_000),
@@ -103,6 +107,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("noise.odom_sigma_rotation", 0.02, "Odometry increment sigma between keyframes (rad).", 1e-9, BIG),
     ParamSpec("noise.odom_translation_scale", 0.0, "Added odometry translation sigma per metre travelled (m/m).",
               0.0, BIG),
+    ParamSpec("noise.odom_translation_per_turn", 0.0, "Added odometry translation sigma per radian turned (m/rad): "
+              "wheels slip while turning.", 0.0, BIG),
     ParamSpec("noise.odom_rotation_scale", 0.0, "Added odometry rotation sigma per radian turned (rad/rad).",
               0.0, BIG),
     ParamSpec("noise.anchor_sigma", 0.001, "Prior sigma holding the oldest window keyframe (m and rad).", 1e-12, BIG),
@@ -190,6 +196,7 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
                 odom_sigma_rotation=float(v["noise.odom_sigma_rotation"]),
                 odom_translation_scale=float(v["noise.odom_translation_scale"]),
                 odom_rotation_scale=float(v["noise.odom_rotation_scale"]),
+                odom_translation_per_turn=float(v["noise.odom_translation_per_turn"]),
                 anchor_sigma=float(v["noise.anchor_sigma"]),
                 surface=SurfaceConfig(
                     point_sigma=float(v["surface.point_sigma"]), thickness=float(v["surface.thickness"]),
@@ -203,10 +210,11 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
                     max_correspondence=float(v["registration.max_correspondence"]),
                     kernel_scale=float(v["registration.kernel_scale"]),
                     degeneracy_ratio=float(v["registration.degeneracy_ratio"]),
+                    max_correction_sigma=float(v["registration.max_correction_sigma"]),
                     downsample=float(v["registration.downsample"]),
                     min_matches=int(v["registration.min_matches"])),
                 lm=LMConfig(linear_solver=str(v["solver.linear_solver"]), max_iters=int(v["solver.max_iterations"]),
-                            rel_tol=1e-6),
+                            rel_tol=float(v["solver.relative_tolerance"])),
             ),
             keyframe=KeyframeConfig(float(v["keyframe.min_translation"]), float(v["keyframe.min_rotation"])),
             inputs=InputConfig(
@@ -267,7 +275,13 @@ def _parse_override(text: str):
     name, sep, value = text.partition("=")
     if not sep:
         raise ParameterError(f"override {text!r} is not name=value")
-    return name.strip(), yaml.safe_load(value)
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return name.strip(), parsed
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides=()) -> PipelineConfig:

@@ -2,8 +2,10 @@
 
     make_demo_bag --out out/demo_bag
     ros2 launch dsg_jit_ros demo.launch.py [bag:=out/demo_bag] [rate:=1.0] [rviz:=true] [linger:=3.0]
+        [sensor:=lidar_3d]
 
-slam.launch.py with use_sim_time:=true, `bag_player BAG --rate R --clock` (which starts
+slam.launch.py with use_sim_time:=true and sensor:=lidar_3d (the demo bag; planar_laser
+for a 2D laser bag), `bag_player BAG --rate R --clock` (which starts
 playing once the node subscribes), optionally rviz2 with config/dsg_jit_ros.rviz.  The launch ends `linger` seconds
 after the player has delivered the whole bag (at once if the player fails or the node exits).
 """
@@ -75,10 +77,12 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'linger', default_value='3.0',
             description='seconds to keep running after the bag ends (negative: until Ctrl-C)'),
+        DeclareLaunchArgument('sensor', default_value='lidar_3d',
+                              description='sensor class of the bag (the demo bag: a 3D LiDAR)'),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(SLAM_LAUNCH),
             # params_file, namespace, odom_topic, points_topic: slam.launch.py's arguments
-            launch_arguments={'use_sim_time': 'true'}.items()),
+            launch_arguments={'use_sim_time': 'true', 'sensor': LaunchConfiguration('sensor')}.items()),
         player,
         RegisterEventHandler(OnProcessExit(target_action=player, on_exit=after_player)),
         RegisterEventHandler(OnProcessExit(

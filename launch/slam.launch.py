@@ -1,7 +1,12 @@
 """Start the dsg_jit_ros SLAM node (node name dsg_jit_slam).
 
-    ros2 launch dsg_jit_ros slam.launch.py [params_file:=...] [use_sim_time:=true]
-        [odom_topic:=/odom] [points_topic:=/points] [namespace:=robot1]
+    ros2 launch dsg_jit_ros slam.launch.py [sensor:=planar_laser|lidar_3d] [params_file:=...]
+        [use_sim_time:=true] [odom_topic:=/odom] [points_topic:=/points] [namespace:=robot1]
+
+``sensor`` picks the shipped parameter file of a sensor class (config/planar_laser.yaml:
+2D lasers on ground robots; config/lidar_3d.yaml: 3D LiDARs); empty: config/params.yaml
+(every default, planar mode detected from the first cloud).  ``params_file`` (optional)
+is loaded after it, so its values win.
 
 Outputs: ~/path, ~/odometry, ~/voxels, ~/map, ~/status and map->odom on /tf
 (see README).  Without a ROS distribution, see tools/launch_venv.sh.
@@ -12,7 +17,7 @@ import shutil
 import sys
 import sysconfig
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -21,6 +26,7 @@ from launch import LaunchDescription
 
 PACKAGE = 'dsg_jit_ros'
 NODE_NAME = 'dsg_jit_slam'
+SENSORS = ('', 'planar_laser', 'lidar_3d')  # '' -> config/params.yaml
 
 
 def _share_directory():
@@ -68,13 +74,41 @@ def _node_executable(name):
     return {'executable': executable_path(name)}
 
 
-def generate_launch_description():
-    params_file = LaunchConfiguration('params_file')
+def _parameter_files(context):
+    """The sensor class's file (or params.yaml), then the user's params_file if any."""
+    sensor = context.launch_configurations['sensor']
+    if sensor not in SENSORS:
+        raise RuntimeError(f"sensor:={sensor!r} is not one of {', '.join(repr(s) for s in SENSORS)}")
+    files = [os.path.join(_share_directory(), 'config', f"{sensor or 'params'}.yaml")]
+    if context.launch_configurations['params_file']:
+        files.append(context.launch_configurations['params_file'])
+    return files
+
+
+def _slam_node(context):
     use_sim_time = LaunchConfiguration('use_sim_time')
+    return [Node(
+        **_node_executable('slam_node'),
+        name=NODE_NAME,
+        namespace=LaunchConfiguration('namespace'),
+        # The files first: the launch argument use_sim_time wins over a value in them.
+        parameters=_parameter_files(context) + [{'use_sim_time': ParameterValue(use_sim_time, value_type=bool)}],
+        remappings=[
+            ('odom', LaunchConfiguration('odom_topic')),
+            ('points', LaunchConfiguration('points_topic')),
+        ],
+        output='screen',
+    )]
+
+
+def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument(
-            'params_file', default_value=os.path.join(_share_directory(), 'config', 'params.yaml'),
-            description='ROS parameters file of the SLAM node'),
+            'sensor', default_value='',
+            description='parameter file of a sensor class: planar_laser, lidar_3d, or empty for params.yaml'),
+        DeclareLaunchArgument(
+            'params_file', default_value='',
+            description='extra ROS parameters file of the SLAM node, loaded after the sensor file'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false',
             description='use /clock (true when replaying a bag with --clock)'),
@@ -84,19 +118,5 @@ def generate_launch_description():
             'points_topic', default_value='/points', description='sensor_msgs/PointCloud2 input'),
         DeclareLaunchArgument(
             'namespace', default_value='', description='ROS namespace of the node'),
-        Node(
-            **_node_executable('slam_node'),
-            name=NODE_NAME,
-            namespace=LaunchConfiguration('namespace'),
-            # The file first: the launch argument use_sim_time wins over a value in the file.
-            parameters=[
-                params_file,
-                {'use_sim_time': ParameterValue(use_sim_time, value_type=bool)},
-            ],
-            remappings=[
-                ('odom', LaunchConfiguration('odom_topic')),
-                ('points', LaunchConfiguration('points_topic')),
-            ],
-            output='screen',
-        ),
+        OpaqueFunction(function=_slam_node),
     ])

@@ -72,14 +72,17 @@ def test_launch_file_defines_generate_launch_description(name):
 
 def test_slam_launch_arguments_and_node():
     path = LAUNCH / "slam.launch.py"
-    assert _declared_arguments(path) == {"params_file", "use_sim_time", "odom_topic", "points_topic", "namespace"}
+    assert _declared_arguments(path) == {"sensor", "params_file", "use_sim_time", "odom_topic", "points_topic",
+                                         "namespace"}
     strings = _strings(path)
-    assert {"dsg_jit_ros", "dsg_jit_slam", "slam_node", "odom", "points", "params.yaml"} <= strings
+    assert {"dsg_jit_ros", "dsg_jit_slam", "slam_node", "odom", "points", "planar_laser", "lidar_3d"} <= strings
+    for sensor in ("planar_laser", "lidar_3d", "params"):  # the files the sensor argument names are shipped
+        assert (REPO / "config" / f"{sensor}.yaml").exists()
 
 
 def test_demo_launch_arguments_and_player():
     path = LAUNCH / "demo.launch.py"
-    assert _declared_arguments(path) == {"bag", "rate", "rviz", "rviz_config", "linger"}
+    assert _declared_arguments(path) == {"bag", "rate", "rviz", "rviz_config", "linger", "sensor"}
     strings = _strings(path)
     assert {"slam.launch.py", "bag_player", "--rate", "--clock", "--wait-subscribers", "/odom", "/points",
             "out/demo_bag", "dsg_jit_ros.rviz", "rviz2", "use_sim_time", "true"} <= strings

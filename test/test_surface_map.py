@@ -35,12 +35,12 @@ def test_association_and_map_statistics_equal_direct_sums():
     assert len(cells) == len(np.unique(keys)) and cells.count.sum() == len(world)
     vmap = VoxelMap(SIZE)
     vmap.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
-                                           np.repeat(t[None], len(cells), axis=0), voxel_centres(cells.keys, SIZE)))
+                                           t, voxel_centres(cells.keys, SIZE)))
     # the same cloud again (a second keyframe at another pose): counts double, mean and covariance stay
     t2 = pose(-1.0, 0.5, -2.0)
     again = associate(to_body(world, t2), t2, VoxelConfig(SIZE, 0.0, 100.0))
     vmap.add(again.keys, observation_stats(again.count, again.mean_body, again.scatter_body,
-                                           np.repeat(t2[None], len(again), axis=0), voxel_centres(again.keys, SIZE)))
+                                           t2, voxel_centres(again.keys, SIZE)))
     st = vmap.stats(cells.keys)
     for i in rng.choice(len(cells), 20, replace=False):
         pts = world[keys == cells.keys[i]]
@@ -56,7 +56,7 @@ def test_surface_information_of_a_wall_is_stiff_across_and_soft_along():
     pts = np.c_[0.05 + rng.normal(0, 0.005, 500), rng.uniform(0, SIZE, 500), rng.uniform(0, SIZE, 500)]
     cells = associate(pts, np.eye(4), VoxelConfig(SIZE, 0.0, 100.0))
     assert len(cells) == 1
-    st = observation_stats(cells.count, cells.mean_body, cells.scatter_body, np.eye(4)[None], voxel_centres(cells.keys, SIZE))
+    st = observation_stats(cells.count, cells.mean_body, cells.scatter_body, np.eye(4), voxel_centres(cells.keys, SIZE))
     cfg = SurfaceConfig(point_sigma=0.03, thickness=0.0, slide=2.0)
     info = surface_information(st, SIZE, cfg)[0]
     cov = np.cov(pts.T, bias=True)
@@ -66,7 +66,7 @@ def test_surface_information_of_a_wall_is_stiff_across_and_soft_along():
     assert normal_sigma == pytest.approx(np.sqrt(2 * 0.005 ** 2 + 0.03 ** 2), rel=0.05)
     assert along_sigma == pytest.approx(np.sqrt(2 * SIZE ** 2 / 12 + 0.03 ** 2), rel=0.05)
     # too few points: the isotropic spread of a cube
-    few = observation_stats(np.array([2.0]), np.zeros((1, 3)), np.zeros((1, 3, 3)), np.eye(4)[None], np.zeros((1, 3)))
+    few = observation_stats(np.array([2.0]), np.zeros((1, 3)), np.zeros((1, 3, 3)), np.eye(4), np.zeros((1, 3)))
     np.testing.assert_allclose(np.linalg.inv(surface_information(few, SIZE, cfg)[0]),
                                (2.0 * SIZE ** 2 / 12 + 0.03 ** 2) * np.eye(3))
 
@@ -88,7 +88,7 @@ def _target(world: np.ndarray, cfg: SurfaceConfig) -> SurfaceTarget:
     cells = associate(world, np.eye(4), VoxelConfig(SIZE, 0.0, 100.0))
     vmap = VoxelMap(SIZE)
     vmap.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
-                                           np.repeat(np.eye(4)[None], len(cells), axis=0),
+                                           np.eye(4),
                                            voxel_centres(cells.keys, SIZE)))
     st = vmap.all_stats()
     return SurfaceTarget.build(vmap.keys, vmap.means(), surface_sqrt_information(st, SIZE, cfg), SIZE)

@@ -19,6 +19,7 @@ in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter, deque
@@ -94,7 +95,7 @@ class KeyframeUpdate:
     stamp: float
     stats: SolveStats
     received: float  # time.perf_counter() when its cloud was taken in
-    covariance: np.ndarray | None  # (6, 6) tangent [rho, phi] of T_map_body (body frame)
+    covariance: np.ndarray | None  # (6, 6) tangent [rho, phi] of T_map_body (body frame); None: not computed
     keyframes: int
     compilations_after_warmup: int
     notices: tuple[str, ...] = ()  # one-off events worth an info log line (e.g. planar mode chosen)
@@ -301,13 +302,29 @@ class SlamPipeline:
         """Selected keyframes not solved yet."""
         return len(self._ready)
 
-    def process_ready(self, max_keyframes: int | None = None) -> list[KeyframeUpdate]:
-        """Solve queued keyframes (all, or at most ``max_keyframes``) in order."""
+    def process_ready(self, max_keyframes: int | None = None, covariance: bool = True) -> list[KeyframeUpdate]:
+        """Solve queued keyframes (all, or at most ``max_keyframes``) in order.
+
+        ``covariance``: also compute each keyframe's covariance (when configured)
+        before returning its update; a node passes False, publishes, and then calls
+        ``refresh_covariance`` so that the covariance is not on the keyframe's latency.
+        """
         updates = []
         while self._ready and (max_keyframes is None or len(updates) < max_keyframes):
             cloud, t_odom_body = self._ready.popleft()
-            updates.append(self._keyframe(cloud, t_odom_body))
+            update = self._keyframe(cloud, t_odom_body)
+            if covariance and self.refresh_covariance():
+                update = dataclasses.replace(update, covariance=self.covariance)
+            updates.append(update)
         return updates
+
+    def refresh_covariance(self) -> bool:
+        """Compute the newest keyframe's covariance into the ``covariance`` snapshot (when
+        ``inputs.compute_covariance``); returns whether it did."""
+        if not self.cfg.inputs.compute_covariance or self.window.newest_keyframe_var is None:
+            return False
+        self.covariance = self._newest_covariance()
+        return True
 
     def _decide_planar(self, points: np.ndarray) -> tuple[str, ...]:
         """``planar: auto``: planar mode iff the first keyframe's cloud lies in z = 0."""
@@ -328,8 +345,6 @@ class SlamPipeline:
         self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
-        if self.cfg.inputs.compute_covariance:
-            self.covariance = self._newest_covariance()
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()

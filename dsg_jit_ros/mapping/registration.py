@@ -12,7 +12,9 @@ outliers (people, glass, doors that moved); points farther than
 ``max_correspondence`` from every voxel mean are not matched.
 
 The odometry prediction enters as a prior on the correction ``T_pred^-1 T``
-(odometry sigmas).  Degeneracy: the scan's Hessian, in units of the prior's
+(odometry sigmas).  A result whose correction is beyond ``max_correction_sigma``
+of those sigmas (e.g. a door frame matched to its neighbour along a corridor) is
+not believed: the prediction is kept and the result flagged ``rejected``.  Degeneracy: the scan's Hessian, in units of the prior's
 information, is split by its eigenvectors; along directions where the scan adds
 less than ``degeneracy_ratio`` of the prior's information (a featureless corridor,
 along its axis) the scan is ignored and the prediction kept, instead of letting
@@ -31,6 +33,7 @@ from dsg_jit_ros.mapping.voxelize import pack_keys
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 
 PLANAR_DOFS = np.array([0, 1, 5])  # [rho_x, rho_y, phi_z] of the tangent [rho, phi]
+TIE_BREAK = 0.1  # weight of the distance to a voxel mean (in voxel sizes) when choosing a surface
 
 
 @dataclass(frozen=True)
@@ -39,18 +42,20 @@ class RegistrationConfig:
 
     enabled: bool = True
     max_iterations: int = 20
-    tolerance_translation: float = 1e-4
-    tolerance_rotation: float = 1e-4
+    tolerance_translation: float = 5e-4
+    tolerance_rotation: float = 5e-4
     max_correspondence: float = 1.0
     kernel_scale: float = 3.0  # Cauchy scale of the whitened point residual
     min_matches: int = 20
     degeneracy_ratio: float = 0.5
+    max_correction_sigma: float = 6.0
     downsample: float = 0.25  # scan voxel grid (m) before registering; 0: every point
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.min_matches < 1:
             raise ValueError("max_iterations and min_matches must be >= 1")
-        for name in ("tolerance_translation", "tolerance_rotation", "max_correspondence", "kernel_scale"):
+        for name in ("tolerance_translation", "tolerance_rotation", "max_correspondence", "kernel_scale",
+                     "max_correction_sigma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"registration.{name} must be positive, got {getattr(self, name)}")
         if self.degeneracy_ratio < 0 or self.downsample < 0:
@@ -91,13 +96,15 @@ class RegistrationResult:
     """Outcome: the registered pose and what supports it."""
 
     t_map_body: np.ndarray  # (4, 4)
-    used: bool  # False: too few matches, the prediction is returned
+    used: bool  # False: too few matches or rejected; the prediction is returned
     iterations: int
     points: int  # scan points registered (after downsampling)
     matched: int  # points with a surface within max_correspondence (last iteration)
     rmse: float  # RMS whitened residual of the matched points (last iteration)
     degenerate: int  # directions left to the prediction (last iteration)
     converged: bool
+    rejected: bool = False  # the correction was beyond max_correction_sigma: prediction kept
+    correction_sigma: float = 0.0  # size of the correction in odometry sigmas
 
 
 def _downsample(points: np.ndarray, size: float) -> np.ndarray:
@@ -143,7 +150,7 @@ def _match(q: np.ndarray, target: SurfaceTarget, offsets: np.ndarray, max_dist: 
     d = q[:, None, :] - target.means[safe]  # (n, k, 3)
     r = np.einsum("nkij,nkj->nki", target.sqrt_info[safe], d)
     dist2 = np.sum(d * d, axis=2)
-    cost = np.where(valid & (dist2 <= max_dist ** 2), np.sum(r * r, axis=2) + dist2 / s ** 2, np.inf)
+    cost = np.where(valid & (dist2 <= max_dist ** 2), np.sum(r * r, axis=2) + TIE_BREAK * dist2 / s ** 2, np.inf)
     best = np.argmin(cost, axis=1)
     idx = np.arange(len(q))
     found = np.isfinite(cost[idx, best])
@@ -197,4 +204,9 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
         if np.linalg.norm(step[:3]) < cfg.tolerance_translation and np.linalg.norm(step[3:]) < cfg.tolerance_rotation:
             converged = True
             break
-    return RegistrationResult(t, True, it, len(pts), matched, rmse, degenerate, converged)
+    xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
+    size = float(np.linalg.norm(w_prior * xi))
+    if size > cfg.max_correction_sigma:
+        return RegistrationResult(np.asarray(t_pred, dtype=np.float64).copy(), False, it, len(pts), matched, rmse,
+                                  degenerate, converged, True, size)
+    return RegistrationResult(t, True, it, len(pts), matched, rmse, degenerate, converged, False, size)

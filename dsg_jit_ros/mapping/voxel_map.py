@@ -80,17 +80,36 @@ def voxel_centres(keys: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> VoxelStats:
-    """Map-frame statistics of observations given in their keyframes' body frames.
+    """Map-frame statistics of M observations made from one keyframe.
 
     ``count`` (M,), ``mean_body`` (M, 3) and ``scatter_body`` (M, 3, 3) (sum of
-    ``(p - mean)(p - mean)^T``) of each observation's points; ``t_map_body``
-    (M, 4, 4) its keyframe's pose; ``centres`` (M, 3) its voxel's centre.
+    ``(p - mean)(p - mean)^T``) of each observation's points in the body frame;
+    ``t_map_body`` (4, 4) the keyframe's pose; ``centres`` (M, 3) each voxel's centre.
+    ``R S R^T`` of all observations is one (M, 9) x (9, 9) product (``R kron R``).
     """
-    rot = t_map_body[:, :3, :3]
-    d = np.einsum("mij,mj->mi", rot, mean_body) + t_map_body[:, :3, 3] - centres
+    rot = np.asarray(t_map_body)[:3, :3]
+    d = mean_body @ rot.T + t_map_body[:3, 3] - centres
     n = np.asarray(count, dtype=np.float64)
-    second = rot @ scatter_body @ np.swapaxes(rot, 1, 2) + n[:, None, None] * d[:, :, None] * d[:, None, :]
+    m = len(n)
+    second = (scatter_body.reshape(m, 9) @ np.kron(rot, rot).T).reshape(m, 3, 3)
+    second += n[:, None, None] * d[:, :, None] * d[:, None, :]
     return VoxelStats(n, n[:, None] * d, second)
+
+
+def sum_by_key(keys: np.ndarray, stats: VoxelStats, into: np.ndarray) -> VoxelStats:
+    """Statistics of ``stats`` (one row per key in ``keys``) summed per key of ``into``
+    (sorted, unique); keys not in ``into`` are left out."""
+    out = VoxelStats.zeros(len(into))
+    if not len(into) or not len(keys):
+        return out
+    pos = np.minimum(np.searchsorted(into, keys), len(into) - 1)
+    hit = into[pos] == keys
+    pos, m = pos[hit], len(into)
+    out = VoxelStats(np.bincount(pos, stats.count[hit], m),
+                     np.stack([np.bincount(pos, stats.first[hit, i], m) for i in range(3)], axis=1),
+                     np.stack([np.bincount(pos, stats.second[hit, i, j], m) for i in range(3) for j in range(3)],
+                              axis=1).reshape(m, 3, 3))
+    return out
 
 
 def surface_sqrt_information(stats: VoxelStats, voxel_size: float, cfg: SurfaceConfig) -> np.ndarray:
@@ -132,8 +151,10 @@ class VoxelMap:
     def __init__(self, voxel_size: float):
         self.voxel_size = float(voxel_size)
         self._keys = np.zeros(0, dtype=np.int64)
+        self._centres = np.zeros((0, 3))
         self._stats = VoxelStats.zeros(0)
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted keys, their rows)
+        self._surface: dict[SurfaceConfig, tuple[np.ndarray, np.ndarray]] = {}  # cfg -> (sqrt info, valid)
 
     def __len__(self) -> int:
         return int(self._keys.shape[0])
@@ -169,6 +190,7 @@ class VoxelMap:
         if new.any():
             start = len(self)
             self._keys = np.concatenate([self._keys, uniq[new]])
+            self._centres = np.concatenate([self._centres, voxel_centres(uniq[new], self.voxel_size)])
             self._stats = VoxelStats(np.concatenate([self._stats.count, np.zeros(new.sum())]),
                                      np.concatenate([self._stats.first, np.zeros((new.sum(), 3))]),
                                      np.concatenate([self._stats.second, np.zeros((new.sum(), 3, 3))]))
@@ -177,6 +199,8 @@ class VoxelMap:
         self._stats.count[rows] += summed.count
         self._stats.first[rows] += summed.first
         self._stats.second[rows] += summed.second
+        for sqrt, valid in self._surface.values():  # those rows' surfaces are stale
+            valid[rows[rows < len(valid)]] = False
 
     def stats(self, keys: np.ndarray) -> VoxelStats:
         """Frozen statistics of ``keys`` (zeros for voxels the map does not have)."""
@@ -190,6 +214,26 @@ class VoxelMap:
 
     def all_stats(self) -> VoxelStats:
         return self._stats
+
+    def rows_near(self, position: np.ndarray, radius: float) -> np.ndarray:
+        """Rows of the voxels whose centres are within ``radius`` (m) of ``position``."""
+        return np.flatnonzero(np.sum((self._centres - position) ** 2, axis=1) <= radius ** 2)
+
+    def surfaces(self, rows: np.ndarray, cfg: SurfaceConfig) -> np.ndarray:
+        """(K, 3, 3) ``surface_sqrt_information`` of ``rows``, cached until their statistics change."""
+        sqrt, valid = self._surface.get(cfg, (np.zeros((0, 3, 3)), np.zeros(0, dtype=bool)))
+        if len(valid) < len(self):
+            grow = len(self) - len(valid)
+            sqrt = np.concatenate([sqrt, np.zeros((grow, 3, 3))])
+            valid = np.concatenate([valid, np.zeros(grow, dtype=bool)])
+            self._surface[cfg] = (sqrt, valid)
+        stale = rows[~valid[rows]]
+        if len(stale):
+            st = self._stats
+            sqrt[stale] = surface_sqrt_information(
+                VoxelStats(st.count[stale], st.first[stale], st.second[stale]), self.voxel_size, cfg)
+            valid[stale] = True
+        return sqrt[rows]
 
     def means(self, keys: np.ndarray | None = None) -> np.ndarray:
         """(M, 3) map-frame means of ``keys`` (default all; NaN where unknown)."""

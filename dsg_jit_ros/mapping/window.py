@@ -9,12 +9,14 @@ previous keyframe by an ``odom_se3`` factor and to each voxel it sees by a
 the map, against the voxel's point, whitened by the voxel's surface information
 (``mapping.voxel_map``: stiff across the surface, soft along it), with a Cauchy
 kernel.  Every observation of a voxel shares its information shape, which keeps
-the point Schur solve exact (``optimization.point_schur``); shapes are
-recomputed from the voxels' statistics under the current poses at every keyframe.
+the point Schur solve exact (``optimization.point_schur``); a voxel's shape is
+recomputed from its statistics (``mapping.local_map``: frozen points plus the
+window's, under the current poses) whenever a keyframe observes it.
 
 Keyframes leaving the window are *frozen*, not marginalised: their last estimate
 is kept for the trajectory, their points are added to the voxel map's statistics
-at that pose, and the new oldest keyframe is anchored by a prior at its estimate.
+at that pose (the frozen map), and the new oldest keyframe is anchored by a
+prior at its estimate.
 An active voxel whose statistics include frozen points gets a prior toward the
 frozen mean, weighted as ``frozen_weight`` observations of its surface: the
 window stays registered to the map it built without locking the voxels in place.
@@ -29,17 +31,17 @@ exactly the odometry's.
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations, associate
+from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, split_planar
-from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, SurfaceTarget, register
-from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, observation_stats,
-                                           observation_weights, surface_sqrt_information, voxel_centres)
+from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, register
+from dsg_jit_ros.mapping.voxel_map import SurfaceConfig, observation_weights, surface_sqrt_information
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
@@ -58,9 +60,10 @@ class WindowConfig:
     voxel to its frozen statistics (0: no such prior).
     ``kernel_scale``: Cauchy scale of the whitened voxel observations.
     Odometry increments between keyframes have sigmas ``odom_sigma_translation +
-    odom_translation_scale * |travel|`` (m) and ``odom_sigma_rotation +
-    odom_rotation_scale * |turn|`` (rad): wheel odometry errs in proportion to the
-    motion (a turn in place of 60 degrees is not known to 0.02 rad).
+    odom_translation_scale * |travel| + odom_translation_per_turn * |turn|`` (m) and
+    ``odom_sigma_rotation + odom_rotation_scale * |turn|`` (rad): wheel odometry errs
+    in proportion to the motion (a turn in place of 60 degrees is not known to
+    0.02 rad, and wheels slip while turning).
     """
 
     window_size: int = 20
@@ -71,6 +74,7 @@ class WindowConfig:
     odom_sigma_rotation: float = 0.02
     odom_translation_scale: float = 0.0
     odom_rotation_scale: float = 0.0
+    odom_translation_per_turn: float = 0.0
     anchor_sigma: float = 1e-3
     surface: SurfaceConfig = field(default_factory=SurfaceConfig)
     frozen_weight: float = 2.0
@@ -87,7 +91,8 @@ class WindowConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_voxels < 1 or self.max_observations < 1:
             raise ValueError("max_voxels and max_observations must be >= 1")
-        if min(self.frozen_weight, self.reassociations, self.odom_translation_scale, self.odom_rotation_scale) < 0:
+        if min(self.frozen_weight, self.reassociations, self.odom_translation_scale, self.odom_rotation_scale,
+               self.odom_translation_per_turn) < 0:
             raise ValueError("frozen_weight, reassociations and the odometry scales must be >= 0")
 
     def odom_sigmas(self, increment: np.ndarray) -> np.ndarray:
@@ -95,7 +100,8 @@ class WindowConfig:
         [rho (m), phi (rad)]."""
         travel = float(np.linalg.norm(increment[:3, 3]))
         turn = float(np.linalg.norm(pose_values(increment[None])[0, 3:]))
-        return np.array([self.odom_sigma_translation + self.odom_translation_scale * travel] * 3
+        return np.array([self.odom_sigma_translation + self.odom_translation_scale * travel
+                         + self.odom_translation_per_turn * turn] * 3
                         + [self.odom_sigma_rotation + self.odom_rotation_scale * turn] * 3)
 
 
@@ -151,16 +157,21 @@ class SlidingWindow:
         self.wm.declare_factor_type("prior", ("voxel_cell3d",), {"target": np.zeros(3)})
         self.wm.declare_factor_type("odom_se3", ("pose_se3", "pose_se3"), {"measurement": np.zeros(6)})
         self.wm.declare_factor_type("pose_voxel_surface", ("pose_se3", "voxel_cell3d"), {"point_body": np.zeros(3)})
-        self.map = VoxelMap(cfg.voxel.voxel_size)
+        self.local = LocalMap(cfg.voxel.voxel_size, cfg.surface)
+        self._placed = True  # the local map's window observations are at the current poses
         self._keyframes: list[_Keyframe] = []
         self._voxels: dict[int, int] = {}  # packed key -> active voxel variable
         self._voxel_priors: dict[int, int] = {}  # packed key -> prior factor toward its frozen statistics
         self._voxel_users: dict[int, int] = {}  # packed key -> window keyframes seeing it
+        self._shapes: dict[int, np.ndarray] = {}  # packed key -> W_l (3x3, map frame) of an active voxel
         self._n_obs = 0  # pose_voxel_surface factors in the window
         self.trajectory: list[tuple[float, np.ndarray]] = []  # frozen keyframes: (stamp, T_map_body)
         self._anchor: int | None = None
         self.dropped_capacity = 0
         self.dropped_points = 0
+        # registration outcomes: "matched" (used), "degenerate" (used, some directions from odometry),
+        # "rejected" (correction beyond max_correction_sigma), "few_matches" (prediction kept)
+        self.registrations: Counter[str] = Counter()
 
     def set_planar(self, planar: bool) -> None:
         """Choose planar mode before the first keyframe (see the module doc)."""
@@ -199,8 +210,8 @@ class SlidingWindow:
         """(M, 3) map points: active voxels' estimates, then the frozen map's other means (m)."""
         keys = np.fromiter(self._voxels.keys(), dtype=np.int64, count=len(self._voxels))
         active = self.wm.get_variable_values(list(self._voxels.values())).reshape(-1, 3)
-        frozen = self.map.keys[~np.isin(self.map.keys, keys)]
-        return np.concatenate([active, self.map.means(frozen).reshape(-1, 3)])
+        frozen = self.local.frozen.keys[~np.isin(self.local.frozen.keys, keys)]
+        return np.concatenate([active, self.local.frozen.means(frozen).reshape(-1, 3)])
 
     def _pose(self, var: int) -> np.ndarray:
         """T_map_body of a keyframe variable (planar part in planar mode)."""
@@ -218,9 +229,13 @@ class SlidingWindow:
         t_pred = self.t_map_odom @ t_odom
         increment = np.linalg.inv(self._keyframes[-1].t_odom_body) @ t_odom if self._keyframes else np.eye(4)
         reg = None
-        if self.cfg.registration.enabled and (self._voxels or len(self.map)):
-            reg = register(pts, t_pred, self._surface_target(t_pred), self.cfg.odom_sigmas(increment),
-                           self.cfg.registration, planar=self.planar)
+        if self.cfg.registration.enabled and (self._voxels or len(self.local.frozen)):
+            self._place()
+            target = self.local.target(t_pred[:3, 3], self.cfg.voxel.max_range)
+            reg = register(pts, t_pred, target, self.cfg.odom_sigmas(increment), self.cfg.registration,
+                           planar=self.planar)
+            self.registrations["rejected" if reg.rejected else "few_matches" if not reg.used
+                               else "degenerate" if reg.degenerate else "matched"] += 1
         t_map_body = reg.t_map_body if reg is not None else t_pred
         var = int(self.wm.add_variables("pose_se3", pose_values(t_map_body[None]))[0])
         if self.planar:
@@ -235,9 +250,8 @@ class SlidingWindow:
         self._keyframes.append(kf)
         drops_before = (self.dropped_capacity, self.dropped_points)
         self._observe(kf, t_map_body, pts)
-        while len(self._keyframes) > self.cfg.window_size:
-            self._drop_oldest()
-        self._refresh_weights()
+        frozen_keys = [self._drop_oldest() for _ in range(len(self._keyframes) - self.cfg.window_size)]
+        self._refresh(kf.cells.keys, np.concatenate([_EMPTY] + frozen_keys))
         # a solve followed by a re-association only has to move the new pose close
         # enough for voxelising: its LM iterations are capped (PRE_ASSOCIATION_ITERS)
         stats = self._solve(PRE_ASSOCIATION_ITERS if self.cfg.reassociations else self.cfg.lm.max_iters, reg)
@@ -245,80 +259,58 @@ class SlidingWindow:
             self._forget_observations(kf)
             self.dropped_capacity, self.dropped_points = drops_before  # count the final association only
             self._observe(kf, self._pose(kf.var), pts)
-            self._refresh_weights()
+            self._refresh(kf.cells.keys, _EMPTY)
             stats = self._solve(PRE_ASSOCIATION_ITERS if i + 1 < self.cfg.reassociations else self.cfg.lm.max_iters,
                                 reg)
         return stats
 
-    def _surface_target(self, t_pred: np.ndarray) -> SurfaceTarget:
-        """The voxels within sensor range of the predicted pose, with the registration's
-        surface model: active voxels from all their points under the current poses,
-        the others from the frozen map."""
-        keys = self.map.keys
-        centres = voxel_centres(keys, self.map.voxel_size)
-        near = np.linalg.norm(centres - t_pred[:3, 3], axis=1) <= self.cfg.voxel.max_range + self.map.voxel_size
-        keys = np.union1d(keys[near], np.fromiter(self._voxels.keys(), dtype=np.int64, count=len(self._voxels)))
-        stats = self._combined_stats(keys)
-        keep = stats.count > 0
-        keys, stats = keys[keep], VoxelStats(stats.count[keep], stats.first[keep], stats.second[keep])
-        plane = dataclasses.replace(self.cfg.surface, slide=np.inf)  # point-to-plane: nothing along walls
-        sqrt = surface_sqrt_information(stats, self.map.voxel_size, plane)
-        means = voxel_centres(keys, self.map.voxel_size) + stats.mean_offset()
-        return SurfaceTarget.build(keys, means, sqrt, self.map.voxel_size)
+    def _place(self) -> None:
+        """Put the window's observations into the local map at the current poses."""
+        if self._placed:
+            return
+        poses = pose_matrices(self.wm.get_variable_values([k.var for k in self._keyframes]))
+        self.local.place([(k.cells, p) for k, p in zip(self._keyframes, poses)])
+        self._placed = True
 
-    def _window_observations(self):
-        """All window observations: (factor ids, CellObservations fields, T_map_body per row)."""
+    def _refresh(self, observed: np.ndarray, frozen: np.ndarray) -> None:
+        """New surface shapes for the voxels the new keyframe ``observed`` (all their
+        observations and their prior take it: one shape per voxel), and new priors for
+        the active voxels a leaving keyframe added ``frozen`` points to."""
+        self._placed = False
+        self._place()
+        observed = np.unique(observed)
+        if len(observed):
+            stats = self.local.stats(observed)
+            sqrt = surface_sqrt_information(stats, self.local.voxel_size, self.cfg.surface)  # W_l, map frame
+            fids, okeys, count = self._observations_of(observed)
+            weight = np.sqrt(observation_weights(count, self.cfg.surface))
+            self.wm.set_factors(fids, {"sqrt_info": weight[:, None, None] * sqrt[np.searchsorted(observed, okeys)]})
+            self._shapes.update(zip(observed.tolist(), sqrt))
+        still_active = np.array([k for k in np.unique(frozen).tolist() if k in self._voxels], dtype=np.int64)
+        priors = np.union1d(observed, still_active)
+        self._refresh_priors(priors)
+
+    def _observations_of(self, keys: np.ndarray):
+        """(factor ids, voxel keys, point counts) of the window's observations of ``keys`` (sorted)."""
         kfs = [k for k in self._keyframes if k.cells is not None and len(k.cells)]
-        if not kfs:
-            return None
-        poses = pose_matrices(self.wm.get_variable_values([k.var for k in kfs]))
-        n = [len(k.cells) for k in kfs]
-        return (np.concatenate([k.obs for k in kfs]), np.concatenate([k.cells.keys for k in kfs]),
-                np.concatenate([k.cells.count for k in kfs]), np.concatenate([k.cells.mean_body for k in kfs]),
-                np.concatenate([k.cells.scatter_body for k in kfs]), np.repeat(poses, n, axis=0))
+        okeys = np.concatenate([k.cells.keys for k in kfs])
+        hit = np.isin(okeys, keys)
+        return (np.concatenate([k.obs for k in kfs])[hit], okeys[hit],
+                np.concatenate([k.cells.count for k in kfs])[hit])
 
-    def _combined_stats(self, keys: np.ndarray) -> VoxelStats:
-        """Statistics of ``keys`` (sorted, unique): frozen ones plus the window's observations."""
-        stats = self.map.stats(keys)
-        obs = self._window_observations()
-        if obs is None or not len(keys):
-            return stats
-        _, okeys, count, mean, scatter, poses = obs
-        pos = np.minimum(np.searchsorted(keys, okeys), len(keys) - 1)
-        hit = keys[pos] == okeys
-        part = observation_stats(count[hit], mean[hit], scatter[hit], poses[hit],
-                                 voxel_centres(okeys[hit], self.map.voxel_size))
-        np.add.at(stats.count, pos[hit], part.count)
-        np.add.at(stats.first, pos[hit], part.first)
-        np.add.at(stats.second, pos[hit], part.second)
-        return stats
-
-    def _refresh_weights(self) -> None:
-        """Whiten every observation by its voxel's surface information under the current
-        poses, and tie voxels with frozen statistics to them by a prior."""
-        obs = self._window_observations()
-        if obs is None:
+    def _refresh_priors(self, keys: np.ndarray) -> None:
+        """Priors toward the frozen means of active ``keys`` that have frozen points, shaped
+        like their voxel's observations."""
+        if self.cfg.frozen_weight <= 0 or not len(keys):
             return
-        fids, okeys, count, _, _, _ = obs
-        keys = np.unique(okeys)
-        stats = self._combined_stats(keys)
-        sqrt = surface_sqrt_information(stats, self.map.voxel_size, self.cfg.surface)  # W_l, map frame
-        row = np.searchsorted(keys, okeys)
-        weight = np.sqrt(observation_weights(count, self.cfg.surface))
-        self.wm.set_factors(fids, {"sqrt_info": weight[:, None, None] * sqrt[row]})
-        self._refresh_priors(keys, sqrt)
-
-    def _refresh_priors(self, keys: np.ndarray, sqrt: np.ndarray) -> None:
-        """Priors toward the frozen means of active voxels that have frozen points."""
-        if self.cfg.frozen_weight <= 0:
-            return
-        frozen = self.map.stats(keys)
+        frozen = self.local.frozen.stats(keys)
         has = frozen.count > 0
         if not has.any():
             return
-        keys, sqrt, frozen = keys[has], sqrt[has], VoxelStats(frozen.count[has], frozen.first[has], frozen.second[has])
-        target = voxel_centres(keys, self.map.voxel_size) + frozen.mean_offset()
-        w = np.sqrt(self.cfg.frozen_weight * observation_weights(frozen.count, self.cfg.surface))
+        keys = keys[has]
+        target = self.local.frozen.means(keys)
+        sqrt = np.stack([self._shapes[k] for k in keys.tolist()])
+        w = np.sqrt(self.cfg.frozen_weight * observation_weights(frozen.count[has], self.cfg.surface))
         params = {"target": target, "sqrt_info": w[:, None, None] * sqrt}
         fids = np.array([self._voxel_priors.get(k, -1) for k in keys.tolist()], dtype=np.int64)
         old = fids >= 0
@@ -362,7 +354,7 @@ class SlidingWindow:
 
     def _activate_voxels(self, keys: np.ndarray, guess: np.ndarray) -> np.ndarray:
         """New active voxels, at their frozen mean when the map has one, else at ``guess``."""
-        frozen = self.map.means(keys)
+        frozen = self.local.frozen.means(keys)
         values = np.where(np.isnan(frozen), guess, frozen)
         vids = self.wm.add_variables("voxel_cell3d", values)
         self._voxels.update(zip(keys.tolist(), vids.tolist()))
@@ -382,6 +374,8 @@ class SlidingWindow:
         self._n_obs -= len(keys)
         if gone:
             vids = np.array([self._voxels.pop(k) for k in gone], dtype=np.int64)
+            for k in gone:
+                self._shapes.pop(k, None)
             priors = [p for p in (self._voxel_priors.pop(k, None) for k in gone) if p is not None]
             self.wm.remove_factors(priors)
             self.wm.remove_variables(vids)
@@ -393,15 +387,12 @@ class SlidingWindow:
         kf.obs, kf.cells = _EMPTY, None
         self._release_keys(keys)
 
-    def _drop_oldest(self) -> None:
+    def _drop_oldest(self) -> np.ndarray:
+        """Freeze the oldest keyframe; returns the voxel keys it added frozen points to."""
         old = self._keyframes.pop(0)
         pose = self._pose(old.var)
         self.trajectory.append((old.stamp, pose @ old.level))
-        if old.cells is not None and len(old.cells):
-            keys = old.cells.keys
-            self.map.add(keys, observation_stats(old.cells.count, old.cells.mean_body, old.cells.scatter_body,
-                                                 np.repeat(pose[None], len(keys), axis=0),
-                                                 voxel_centres(keys, self.map.voxel_size)))
+        self.local.freeze(old.cells, pose)
         # the odom factor from `old` to the new oldest keyframe is owned by the latter
         new_first = self._keyframes[0]
         edits = [old.obs] + [np.array([f], dtype=np.int64) for f in (old.odom, new_first.odom, self._anchor)
@@ -411,7 +402,10 @@ class SlidingWindow:
         self._anchor = self.wm.add_factor("anchor", (new_first.var,), {
             "target": self.wm.get_variable_value(new_first.var), "sigma": self.cfg.anchor_sigma})
         self.wm.remove_variable(old.var)
-        self._release_keys(old.cells.keys if old.cells is not None else _EMPTY)
+        keys = old.cells.keys if old.cells is not None else _EMPTY
+        self._release_keys(keys)
+        self._placed = False
+        return keys
 
     def _solve(self, max_iters: int, reg: RegistrationResult | None) -> SolveStats:
         x0 = self.wm.state_vector()
@@ -421,6 +415,7 @@ class SlidingWindow:
         result.x.block_until_ready()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)
+        self._placed = False
         return SolveStats(
             solve_ms=elapsed,
             iterations=int(result.iterations),
@@ -428,7 +423,7 @@ class SlidingWindow:
             final_cost=float(result.cost),
             keyframes_in_window=len(self._keyframes),
             active_voxels=len(self._voxels),
-            frozen_voxels=len(self.map),
+            frozen_voxels=len(self.local.frozen),
             factors=self.wm.num_factors,
             compilations=compile_count("levenberg_marquardt"),
             dropped_capacity=self.dropped_capacity,

@@ -77,6 +77,11 @@ def _inv3(m):
     return adj / (a * co0 + b * co1 + c * co2)[..., None, None]
 
 
+def _mul3(a, b):
+    """Products of (..., 3, 3) matrices as broadcast sums (XLA:CPU's batched dot is slow for 3x3)."""
+    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
 def _lever(b, lifted, pp: int, pl: int):
     """(cap, 3) map-frame lever ``u_f`` of each observation: ``J_pose = W [-I, [u]x] D``
     (``v - t`` for body-frame observations, ``R p`` for map-frame ones)."""
@@ -147,16 +152,20 @@ def point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, pla
     s = hpp + jnp.diag(lam * dp)
     # minus Hpl Hll^-1 Hlp = sum_l K_lp G_l K_lq^T, K_lp = [-s_lp I; -[su_lp]x], G_l = Omega_hat (H_l + lam D_l)^-1 Omega_hat
     # as three matrix products over the points (GEMMs), not per (point, pose, pose) triples
-    gmat = shape @ hl_inv @ shape
-    wux = _hat(wu)  # (L, P, 3, 3)
-    a = gmat[:, None] @ wux  # G_l [su_lq]x, (L, P, 3, 3)
+    gmat = _mul3(_mul3(shape, hl_inv), shape)
+    u0, u1, u2 = wu[..., 0], wu[..., 1], wu[..., 2]  # (L, P)
+    # a[l, j, q, k] = (G_l [su_lq]x)[j, k], built in the layout of the products below
+    g_ = [gmat[:, :, m, None] for m in range(3)]  # columns of G_l, (L, 3, 1)
+    a = jnp.stack([g_[1] * u2[:, None] - g_[2] * u1[:, None], g_[2] * u0[:, None] - g_[0] * u2[:, None],
+                   g_[0] * u1[:, None] - g_[1] * u0[:, None]], axis=-1)  # (L, 3, P, 3)
     wg = (wm[:, :, None, None] * gmat[:, None]).reshape(n_pt, -1)  # s_lq G_l, (L, P*9)
     tl = (wm.T @ wg).reshape(n_pose, n_pose, 3, 3)
-    tr = -(wm.T @ a.reshape(n_pt, -1)).reshape(n_pose, n_pose, 3, 3)
-    # sum_l [su_lp]x G_l [su_lq]x = sum_{l, j} wux[l, p, i, j] a[l, q, j, k]: contract (l, j) at once
-    lhs = jnp.transpose(wux, (1, 2, 0, 3)).reshape(3 * n_pose, 3 * n_pt)  # (p i), (l j)
-    rhs_ = jnp.transpose(a, (0, 2, 1, 3)).reshape(3 * n_pt, 3 * n_pose)  # (l j), (q k)
-    br = -(lhs @ rhs_).reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3)
+    tr = -(wm.T @ a.reshape(n_pt, -1)).reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3)
+    # sum_l [su_lp]x G_l [su_lq]x = sum_{l, j} [su_lp]x[i, j] a[l, j, q, k]: contract (l, j) at once
+    z = jnp.zeros_like(u0.T)
+    lhs = jnp.stack([jnp.stack([z, -u2.T, u1.T], -1), jnp.stack([u2.T, z, -u0.T], -1),
+                     jnp.stack([-u1.T, u0.T, z], -1)], axis=1).reshape(3 * n_pose, 3 * n_pt)  # (p i), (l j)
+    br = -(lhs @ a.reshape(3 * n_pt, 3 * n_pose)).reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3)
     bl = jnp.swapaxes(jnp.swapaxes(tr, 0, 1), 2, 3)
     cross = jnp.concatenate([jnp.concatenate([tl, tr], -1), jnp.concatenate([bl, br], -1)], -2)
     s = s - jnp.einsum("pab,pqbc,qdc->paqd", dt, cross, dt).reshape(n_red, n_red)

@@ -185,8 +185,10 @@ class SlamNode(Node):
                     return
             try:
                 with self._solve_lock:
-                    for update in self.pipeline.process_ready(max_keyframes=1):
+                    for update in self.pipeline.process_ready(max_keyframes=1, covariance=False):
                         self._publish_keyframe(update)
+                    # after publishing: the covariance (for ~/odometry) is not on the keyframe's latency
+                    self.pipeline.refresh_covariance()
             except Exception as err:  # never die silently: count, log, go on with the next keyframe
                 self.pipeline.count("solver_error")
                 self.get_logger().error(f"keyframe update failed: {err!r}\n{traceback.format_exc()}")
@@ -236,6 +238,24 @@ class SlamNode(Node):
         self.pub_status.publish(status)
         if update.compilations_after_warmup:
             self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
+        for notice in update.notices:
+            self.get_logger().info(notice)
+        self._log_registration(s.registration)
+
+    def _log_registration(self, reg) -> None:
+        """Say when a keyframe's registration was not used (throttled per kind, with totals)."""
+        if reg is None or not (reg.rejected or not reg.used):
+            return
+        totals = self.pipeline.window.registrations
+        if reg.rejected:
+            self._warn(Rejection("registration_rejected", (
+                f"scan-to-map registration moved the odometry prediction by {reg.correction_sigma:.1f} odometry "
+                f"sigmas (> registration.max_correction_sigma): kept the prediction "
+                f"({totals['rejected']} of {sum(totals.values())} keyframes so far)")))
+        else:
+            self._warn(Rejection("registration_few_matches", (
+                f"only {reg.matched} of {reg.points} scan points matched the map: kept the odometry prediction "
+                f"({totals['few_matches']} of {sum(totals.values())} keyframes so far)")))
 
     def _publish_map(self, stamp) -> None:
         centres = self.pipeline.window.voxel_centres()

@@ -2,7 +2,7 @@
 
 ``dsg_jit_ros_demo [--bag PATH] [--out DIR]`` creates the demo bag when it is
 absent (``make_demo_bag``), starts the SLAM node in this process (parameters
-from ``config/params.yaml`` plus ``--ros-args`` overrides; reliable inputs with
+from ``config/lidar_3d.yaml`` plus ``--ros-args`` overrides; reliable inputs with
 deep queues and ``use_sim_time``, so nothing of the replay is lost), replays the
 bag with ``bag_player --clock`` in a separate process, waits until the node has
 consumed every cloud, and writes into DIR:
@@ -31,7 +31,7 @@ import numpy as np
 
 DEFAULT_BAG = Path("out/demo_bag")
 DEFAULT_OUT = Path("out/demo")
-PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "lidar_3d.yaml"  # the demo bag: a 3D LiDAR
 # The replay must not lose data: reliable inputs, queues deep enough for the
 # node to fall behind the player for a while.
 DEMO_OVERRIDES = ("input_reliability:=reliable", "odom_queue_depth:=20000", "points_queue_depth:=2000",
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--rate", type=float, default=1.0, help="replay rate factor (default 1.0)")
     p.add_argument("--duration", type=float, default=None, help="duration of a newly created demo bag [s]")
-    p.add_argument("--params-file", type=Path, default=PARAMS_FILE, help="node parameters (default config/params.yaml)")
+    p.add_argument("--params-file", type=Path, default=PARAMS_FILE,
+                   help="node parameters (default config/lidar_3d.yaml, the sensor class of the demo bag)")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds of replay")
     return p
 
