@@ -184,6 +184,8 @@ def install_profiler() -> Profiler:
     prof = Profiler()
     SW, WM, SP = window_mod.SlidingWindow, model_mod.WorldModel, pipeline_mod.SlamPipeline
     prof.wrap(SP, "add_cloud", "other")  # the root: input checks, interpolation, selection
+    prof.wrap(SP, "process_ready", "other")  # the root in versions with a cloud queue
+    prof.wrap(SW, "add_keyframe", "window_other")  # the window's own bookkeeping
     prof.wrap(SP, "_newest_covariance", "covariance")
     prof.wrap(window_mod, "voxelize", "voxelise")
     prof.wrap(SW, "_observe", "association")
@@ -203,6 +205,11 @@ def install_profiler() -> Profiler:
     # names introduced by later versions of the window (no-ops when absent)
     for name in ("_pack", "_graph", "_state"):
         prof.wrap(SW, name, "pack_unpack")
+    prof.wrap(window_mod, "register", "registration")
+    prof.wrap(SW, "_refresh", "surface_shapes")
+    prof.wrap(SW, "_place", "local_map")
+    if hasattr(window_mod, "LocalMap"):
+        prof.wrap(window_mod.LocalMap, "target", "registration")
     return prof
 
 

@@ -3,8 +3,8 @@
 The frozen ``VoxelMap`` holds the points of keyframes that left the window, at
 their final poses.  The window's keyframes contribute their observations (per
 voxel: count, body-frame mean and scatter) placed by their *current* poses, which
-change at every solve; ``place`` re-places them all (one small matrix product per
-keyframe).  ``stats`` sums both for any voxels, ``target`` builds the registration
+change at every solve; ``place`` re-places those whose pose changed (one small
+matrix product per keyframe).  ``stats`` sums both for any voxels, ``target`` builds the registration
 model of the voxels within sensor range of a pose (frozen surfaces cached until
 their statistics change).
 """
@@ -31,12 +31,22 @@ class LocalMap:
         self.registration_surface = dataclasses.replace(surface, slide=np.inf)
         self._keys = np.zeros(0, dtype=np.int64)  # window observations, one row each
         self._stats = VoxelStats.zeros(0)
+        self._placed: dict[int, tuple] = {}  # id(cells) -> (cells, T_map_body, map-frame stats)
 
     def place(self, observations: list[tuple[CellObservations, np.ndarray]]) -> None:
-        """Set the window's observations: (cells, T_map_body) per keyframe."""
-        parts = [(c.keys, observation_stats(c.count, c.mean_body, c.scatter_body, pose,
-                                            voxel_centres(c.keys, self.voxel_size)))
-                 for c, pose in observations if c is not None and len(c)]
+        """Set the window's observations: (cells, T_map_body) per keyframe.  A keyframe
+        placed before at the same pose (the same ``cells`` object) is not recomputed."""
+        cache, parts = {}, []
+        for cells, pose in observations:
+            if cells is None or not len(cells):
+                continue
+            hit = self._placed.get(id(cells))
+            if hit is None or hit[0] is not cells or not np.array_equal(hit[1], pose):
+                hit = (cells, np.array(pose), observation_stats(
+                    cells.count, cells.mean_body, cells.scatter_body, pose, voxel_centres(cells.keys, self.voxel_size)))
+            cache[id(cells)] = hit
+            parts.append((cells.keys, hit[2]))
+        self._placed = cache
         if not parts:
             self._keys, self._stats = np.zeros(0, dtype=np.int64), VoxelStats.zeros(0)
             return

@@ -145,16 +145,24 @@ def _match(q: np.ndarray, target: SurfaceTarget, offsets: np.ndarray, max_dist: 
     if keys is None:
         return np.full(len(q), -1), np.zeros((len(q), 3))
     rows = target.rows(keys).reshape(len(q), -1)
-    valid = rows >= 0
-    safe = np.where(valid, rows, 0)
-    d = q[:, None, :] - target.means[safe]  # (n, k, 3)
-    r = np.einsum("nkij,nkj->nki", target.sqrt_info[safe], d)
-    dist2 = np.sum(d * d, axis=2)
-    cost = np.where(valid & (dist2 <= max_dist ** 2), np.sum(r * r, axis=2) + TIE_BREAK * dist2 / s ** 2, np.inf)
+    pi, ki = np.nonzero(rows >= 0)  # candidate (point, cell) pairs whose cell is in the target
+    cand = rows[pi, ki]
+    d = q[pi] - target.means[cand]
+    w = target.sqrt_info[cand]
+    r = np.stack([w[:, i, 0] * d[:, 0] + w[:, i, 1] * d[:, 1] + w[:, i, 2] * d[:, 2] for i in range(3)], axis=1)
+    dist2 = np.einsum("ni,ni->n", d, d)
+    cost = np.full(rows.shape, np.inf)
+    near = dist2 <= max_dist ** 2
+    cost[pi[near], ki[near]] = np.einsum("ni,ni->n", r[near], r[near]) + TIE_BREAK * dist2[near] / s ** 2
     best = np.argmin(cost, axis=1)
     idx = np.arange(len(q))
     found = np.isfinite(cost[idx, best])
-    return np.where(found, rows[idx, best], -1), r[idx, best]
+    out_r = np.zeros((len(q), 3))
+    pair = np.full(rows.shape, -1)
+    pair[pi, ki] = np.arange(len(pi))
+    chosen = pair[idx[found], best[found]]
+    out_r[found] = r[chosen]
+    return np.where(found, rows[idx, best], -1), out_r
 
 
 def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget, prior_sigma: np.ndarray,
@@ -185,8 +193,9 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
         # J = W [R, -R [p]x] (right perturbation [rho, phi]), restricted to the estimated DOFs
         rot = t[:3, :3]
         jac = np.concatenate([w_sqrt @ rot, -w_sqrt @ rot @ _hat(pts[hit])], axis=2)[:, :, dofs]
-        h_scan = np.einsum("n,nij,nik->jk", robust, jac, jac)
-        g_scan = np.einsum("n,nij,ni->j", robust, jac, r)
+        jw = (jac * robust[:, None, None]).reshape(-1, len(dofs))
+        h_scan = jw.T @ jac.reshape(-1, len(dofs))
+        g_scan = jw.T @ r.reshape(-1)
         # prior on the correction (first order): xi = log(T_pred^-1 T) restricted to dofs
         xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
         # scan information in units of the prior's; degenerate directions keep the prediction

@@ -105,11 +105,10 @@ def sum_by_key(keys: np.ndarray, stats: VoxelStats, into: np.ndarray) -> VoxelSt
     pos = np.minimum(np.searchsorted(into, keys), len(into) - 1)
     hit = into[pos] == keys
     pos, m = pos[hit], len(into)
-    out = VoxelStats(np.bincount(pos, stats.count[hit], m),
-                     np.stack([np.bincount(pos, stats.first[hit, i], m) for i in range(3)], axis=1),
-                     np.stack([np.bincount(pos, stats.second[hit, i, j], m) for i in range(3) for j in range(3)],
-                              axis=1).reshape(m, 3, 3))
-    return out
+    # one bincount over (row, field) of the 13 fields [count, first (3), second (9)]
+    data = np.concatenate([stats.count[hit, None], stats.first[hit], stats.second[hit].reshape(-1, 9)], axis=1)
+    sums = np.bincount((pos[:, None] * 13 + np.arange(13)).ravel(), data.ravel(), m * 13).reshape(m, 13)
+    return VoxelStats(sums[:, 0], sums[:, 1:4], sums[:, 4:].reshape(m, 3, 3))
 
 
 def surface_sqrt_information(stats: VoxelStats, voxel_size: float, cfg: SurfaceConfig) -> np.ndarray:
