@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
 from dsg_jit_ros.mapping.pipeline import PLANAR_MODES, InputConfig, PipelineConfig
 from dsg_jit_ros.mapping.registration import RegistrationConfig
@@ -121,6 +122,32 @@ PARAMS: tuple[ParamSpec, ...] = (
               1e-6, BIG),
     ParamSpec("inputs.min_points", 10, "Clouds with fewer valid points are not used.", 1, 100_000_000),
     ParamSpec("inputs.odom_buffer", 4000, "Odometry messages kept for interpolation.", 2, 10_000_000),
+    # global pose graph and loop closure
+    ParamSpec("loop.enabled", False, "Close loops: verified loop edges in the global pose graph of every keyframe "
+              "that left the window, then the window and frozen map re-based (experimental: off until it measures "
+              "better, see README)."),
+    ParamSpec("loop.capacity", 4096, "Keyframes in the global graph (fixed: sets compiled shapes); older ones are "
+              "merged away.", 4, 10_000_000),
+    ParamSpec("loop.min_interval", 30.0, "A loop candidate is at least this much older (s).", 0.0, BIG),
+    ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),
+    ParamSpec("loop.drift_per_metre", 0.02, "... plus this much per metre travelled since the candidate (m/m).",
+              0.0, BIG),
+    ParamSpec("loop.max_candidates", 3, "Candidates verified per attempt (nearest first).", 1, 1000),
+    ParamSpec("loop.min_spacing", 1.0, "Travel between two loop attempts (m).", 0.0, BIG),
+    ParamSpec("loop.submap_keyframes", 10, "Keyframes on each side of a candidate in its submap, and before the "
+              "current one in the scan verified against it.", 0, 10000),
+    ParamSpec("loop.min_overlap", 0.6, "Share of the scan a verified loop must match.", 0.0, 1.0),
+    ParamSpec("loop.max_rmse", 1.0, "RMS whitened residual a verified loop may have.", 1e-6, BIG),
+    ParamSpec("loop.sigma_translation", 0.05, "Sigma of a loop edge (m).", 1e-9, BIG),
+    ParamSpec("loop.sigma_rotation", 0.01, "Sigma of a loop edge (rad).", 1e-9, BIG),
+    ParamSpec("loop.kernel_scale", 1.0, "Cauchy kernel scale of loop edges (whitened).", 1e-6, BIG),
+    ParamSpec("loop.max_residual", 5.0, "A loop edge left with a larger whitened error after the global solve is "
+              "removed.", 1e-6, BIG),
+    ParamSpec("loop.chain_sigma_translation", 0.005, "Sigma of the window's relative pose between consecutive "
+              "keyframes in the global graph (m) ...", 1e-9, BIG),
+    ParamSpec("loop.chain_translation_scale", 0.01, "... plus this per metre between them (m/m).", 0.0, BIG),
+    ParamSpec("loop.chain_sigma_rotation", 0.001, "Rotation sigma of the chain edges (rad) ...", 1e-9, BIG),
+    ParamSpec("loop.chain_rotation_scale", 0.01, "... plus this per radian turned (rad/rad).", 0.0, BIG),
     # outputs
     ParamSpec("output.publish_covariance", True, "Fill ~/odometry covariance from the window's Hessian.",),
     ParamSpec("output.markers_period", 1.0, "Minimum wall time between ~/voxels and ~/map updates (s).", 0.0, BIG),
@@ -226,6 +253,19 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
             ),
             t_body_sensor=_extrinsic(list(v["sensor_extrinsic"])) if v["sensor_frame"] else tuple(np.eye(4).reshape(-1)),
             planar=str(v["planar"]),
+            loop=LoopConfig(
+                enabled=bool(v["loop.enabled"]), capacity=int(v["loop.capacity"]),
+                min_interval=float(v["loop.min_interval"]), search_radius=float(v["loop.search_radius"]),
+                drift_per_metre=float(v["loop.drift_per_metre"]), max_candidates=int(v["loop.max_candidates"]),
+                min_spacing=float(v["loop.min_spacing"]), submap_keyframes=int(v["loop.submap_keyframes"]),
+                min_overlap=float(v["loop.min_overlap"]), max_rmse=float(v["loop.max_rmse"]),
+                loop_sigma_translation=float(v["loop.sigma_translation"]),
+                loop_sigma_rotation=float(v["loop.sigma_rotation"]), kernel_scale=float(v["loop.kernel_scale"]),
+                max_residual=float(v["loop.max_residual"]),
+                chain_sigma_translation=float(v["loop.chain_sigma_translation"]),
+                chain_translation_scale=float(v["loop.chain_translation_scale"]),
+                chain_sigma_rotation=float(v["loop.chain_sigma_rotation"]),
+                chain_rotation_scale=float(v["loop.chain_rotation_scale"])),
         )
     except ValueError as err:
         raise ParameterError(str(err)) from err

@@ -65,3 +65,26 @@ def associate(points_body: np.ndarray, t_map_body: np.ndarray, voxel: VoxelConfi
 def _empty(nonfinite: int, out_of_range: int) -> CellObservations:
     z = np.zeros(0)
     return CellObservations(np.zeros(0, np.int64), z, np.zeros((0, 3)), np.zeros((0, 3, 3)), nonfinite, out_of_range, 0)
+
+
+def recell(cells: CellObservations, t_map_body: np.ndarray, voxel_size: float) -> CellObservations:
+    """``cells`` re-keyed under a new pose ``t_map_body``: each observation goes to the voxel
+    its mean falls in; observations meeting in one voxel are pooled (counts added,
+    means weighted, scatters combined with the spread of their means)."""
+    if not len(cells):
+        return cells
+    world = cells.mean_body @ t_map_body[:3, :3].T + t_map_body[:3, 3]
+    packed = pack_keys(np.floor(world / voxel_size).astype(np.int64))
+    if packed is None:
+        raise ValueError("voxel keys beyond +-2^20 cells from the map origin")
+    keys, inverse = np.unique(packed, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    m, n = len(keys), cells.count
+    count = np.bincount(inverse, n, m)
+    mean = np.stack([np.bincount(inverse, n * cells.mean_body[:, i], m) for i in range(3)], axis=1) / count[:, None]
+    d = cells.mean_body - mean[inverse]
+    spread = cells.scatter_body + n[:, None, None] * d[:, :, None] * d[:, None, :]
+    scatter = np.stack([np.bincount(inverse, spread[:, i, j], m) for i in range(3) for j in range(3)],
+                       axis=1).reshape(m, 3, 3)
+    return CellObservations(keys, count, mean, scatter, cells.dropped_nonfinite, cells.dropped_range,
+                            cells.dropped_sparse)

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from dsg_jit_ros.mapping.association import CellObservations
+from dsg_jit_ros.mapping.association import CellObservations, recell
 from dsg_jit_ros.mapping.registration import SurfaceTarget
 from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, observation_stats, sum_by_key,
                                            surface_sqrt_information, voxel_centres)
@@ -61,6 +61,10 @@ class LocalMap:
             self.frozen.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
                                                           t_map_body, voxel_centres(cells.keys, self.voxel_size)))
 
+    def rebuild(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]]) -> None:
+        """A new frozen map from keyframes' observations (cells, T_map_body, keying pose)."""
+        self.frozen = placed_map(frozen, self.voxel_size)
+
     def stats(self, keys: np.ndarray) -> VoxelStats:
         """Statistics of ``keys`` (sorted, unique): frozen plus the placed window observations."""
         return self.frozen.stats(keys) + sum_by_key(self._keys, self._stats, keys)
@@ -87,3 +91,24 @@ class LocalMap:
         sqrt = np.concatenate([self.frozen.surfaces(rows, self.registration_surface),
                                surface_sqrt_information(win_stats, self.voxel_size, self.registration_surface)])
         return SurfaceTarget.build(keys, means, sqrt, self.voxel_size)
+
+
+def placed_map(observations: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
+               voxel_size: float) -> VoxelMap:
+    """A voxel map of keyframes' observations (cells, T, T_key): each placed by ``T`` and
+    keyed as its association would have keyed it under ``T_key`` (cells keep their
+    voxels when ``T_key`` is the pose they were associated under; after a correction
+    ``C``, ``T_key = C T_assoc``)."""
+    keys, parts = [], []
+    for cells, pose, t_key in observations:
+        if cells is not None and len(cells):
+            keyed = recell(cells, t_key, voxel_size)
+            keys.append(keyed.keys)
+            parts.append(observation_stats(keyed.count, keyed.mean_body, keyed.scatter_body, pose,
+                                           voxel_centres(keyed.keys, voxel_size)))
+    vmap = VoxelMap(voxel_size)
+    if parts:
+        vmap.add(np.concatenate(keys), VoxelStats(np.concatenate([p.count for p in parts]),
+                                                  np.concatenate([p.first for p in parts]),
+                                                  np.concatenate([p.second for p in parts])))
+    return vmap

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, relative_motion
+from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
@@ -71,6 +73,7 @@ class PipelineConfig:
     inputs: InputConfig = field(default_factory=InputConfig)
     t_body_sensor: tuple[float, ...] = tuple(np.eye(4).reshape(-1))  # row-major 4x4
     planar: str = "auto"
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def __post_init__(self) -> None:
         if self.planar not in PLANAR_MODES:
@@ -127,6 +130,9 @@ class SlamPipeline:
     def _reset(self) -> None:
         self.planar: bool | None = {"on": True, "off": False}.get(self.cfg.planar)  # None: not decided yet
         self.window = SlidingWindow(self.cfg.window, planar=bool(self.planar))
+        w = self.cfg.window
+        self.graph = GlobalGraph(self.cfg.loop, planar=bool(self.planar))
+        self.loops = LoopCloser(self.cfg.loop, w.voxel.voxel_size, w.surface, w.registration)
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
         self._pending: deque[_PendingCloud] = deque()  # waiting for odometry
@@ -154,6 +160,11 @@ class SlamPipeline:
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         points = direction * rng.uniform(lo, r, size=(500, 1)) * 0.99
         self.window.add_keyframe(0.0, np.eye(4), points)
+        if self.cfg.loop.enabled:  # the global graph's solve (same capacity, so same shapes)
+            graph = GlobalGraph(self.cfg.loop)
+            graph.add(0.0, np.eye(4), np.eye(4), None)
+            graph.add(1.0, np.eye(4), np.eye(4), None)
+            graph.optimize()
         if self.cfg.inputs.compute_covariance:
             self._newest_covariance()
         self.reset()
@@ -332,6 +343,7 @@ class SlamPipeline:
             return ()
         self.planar = is_planar_cloud(points)
         self.window.set_planar(self.planar)
+        self.graph.set_planar(self.planar)
         if self.planar:
             return ("planar clouds (all points at z = 0): planar mode, estimating x, y and yaw; "
                     "z, roll and pitch follow the odometry",)
@@ -345,11 +357,34 @@ class SlamPipeline:
         self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
+        notices += self._close_loops()
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
         return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
                               self.compilations_after_warmup(), notices)
+
+    def _close_loops(self) -> tuple[str, ...]:
+        """Keyframes that left the window join the global graph; a verified loop closure
+        re-solves the graph and re-bases the window and the frozen map on it."""
+        graph, closed = self.graph, []
+        for fk in self.window.leaving:
+            index = graph.add(fk.stamp, fk.t_map_body, fk.level, fk.cells, fk.t_key)
+            closed += [a for a in self.loops.process(graph, index) if a.accepted]
+        self.window.leaving.clear()
+        if not closed:
+            return ()
+        start = time.perf_counter()
+        before = graph.optimize()
+        after = graph.all_poses()
+        correction = after[-1] @ np.linalg.inv(before[-1])
+        self.window.rebase(correction, [(n.cells, p, p @ n.key_offset) for n, p in zip(graph.nodes, after)],
+                           [(n.stamp, p @ n.level) for n, p in zip(graph.nodes, after)])
+        ms = 1e3 * (time.perf_counter() - start)
+        moved = float(np.linalg.norm(correction[:3, 3]))
+        return tuple(f"loop closed: keyframe at {graph.nodes[a.newer].stamp:.2f} s sees the one at "
+                     f"{graph.nodes[a.older].stamp:.2f} s (overlap {a.overlap:.0%}); graph solved and map "
+                     f"re-based in {ms:.0f} ms, the window moved {moved:.3f} m" for a in closed)
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body

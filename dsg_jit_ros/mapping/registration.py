@@ -105,6 +105,7 @@ class RegistrationResult:
     converged: bool
     rejected: bool = False  # the correction was beyond max_correction_sigma: prediction kept
     correction_sigma: float = 0.0  # size of the correction in odometry sigmas
+    information: np.ndarray | None = None  # (6, 6) the scan's Hessian of the last iteration, tangent [rho, phi]
 
 
 def _downsample(points: np.ndarray, size: float) -> np.ndarray:
@@ -215,7 +216,9 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
             break
     xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
     size = float(np.linalg.norm(w_prior * xi))
+    info = np.zeros((6, 6))
+    info[np.ix_(dofs, dofs)] = h_scan
     if size > cfg.max_correction_sigma:
         return RegistrationResult(np.asarray(t_pred, dtype=np.float64).copy(), False, it, len(pts), matched, rmse,
-                                  degenerate, converged, True, size)
-    return RegistrationResult(t, True, it, len(pts), matched, rmse, degenerate, converged, False, size)
+                                  degenerate, converged, True, size, info)
+    return RegistrationResult(t, True, it, len(pts), matched, rmse, degenerate, converged, False, size, info)

@@ -31,13 +31,14 @@ exactly the odometry's.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsg_jit_ros.mapping.association import CellObservations, associate
+from dsg_jit_ros.mapping.association import CellObservations, associate, recell
 from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, split_planar
 from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, register
@@ -106,6 +107,7 @@ class WindowConfig:
 
 
 PRE_ASSOCIATION_ITERS = 1  # LM iterations of a solve that a re-association follows
+REBASE_ITERATIONS = 10  # LM iterations after a re-base (when the configured cap is 1)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -118,6 +120,18 @@ class _Keyframe:
     odom: int | None  # odometry factor from the previous keyframe (None for the oldest)
     obs: np.ndarray  # ids of its pose_voxel_surface factors
     cells: CellObservations | None  # what those factors observe (same order)
+    t_key: np.ndarray = field(default_factory=lambda: np.eye(4))  # the pose its cells were keyed under
+
+
+@dataclass(frozen=True)
+class FrozenKeyframe:
+    """A keyframe that left the window: its final estimate and its voxel observations."""
+
+    stamp: float
+    t_map_body: np.ndarray  # the window's pose (planar part in planar mode)
+    level: np.ndarray  # T_map_body of the body = t_map_body @ level
+    cells: CellObservations | None  # body frame
+    t_key: np.ndarray  # the pose the cells were keyed under (association), same frame as t_map_body
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,8 @@ class SlidingWindow:
     def __init__(self, cfg: WindowConfig, planar: bool = False):
         self.cfg = cfg
         self.planar = bool(planar)
+        # compiled with room for a re-base's longer solve; the configured cap is passed as data
+        self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS))
         n = cfg.window_size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
@@ -172,6 +188,7 @@ class SlidingWindow:
         # registration outcomes: "matched" (used), "degenerate" (used, some directions from odometry),
         # "rejected" (correction beyond max_correction_sigma), "few_matches" (prediction kept)
         self.registrations: Counter[str] = Counter()
+        self.leaving: list[FrozenKeyframe] = []  # frozen since the owner last took them (global graph)
 
     def set_planar(self, planar: bool) -> None:
         """Choose planar mode before the first keyframe (see the module doc)."""
@@ -264,6 +281,36 @@ class SlidingWindow:
                                 reg)
         return stats
 
+    def rebase(self, correction: np.ndarray, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
+               trajectory: list[tuple[float, np.ndarray]]) -> None:
+        """After the global graph moved: move the window rigidly by ``correction`` (4x4,
+        map frame, ``T <- C T``), rebuild the frozen map from ``frozen`` (cells,
+        T_map_body, keying pose: ``local_map.placed_map``), and replace the frozen keyframes' poses by ``trajectory``.  The
+        window's observations are re-keyed under their keying poses moved by the correction
+        (new voxel variables at the means of all their points, then a full solve)."""
+        c = np.asarray(correction, dtype=np.float64)
+        self.trajectory = list(trajectory)
+        self.local.rebuild(frozen)
+        if not self._keyframes:
+            return
+        poses = c @ pose_matrices(self.wm.get_variable_values([k.var for k in self._keyframes]))
+        for kf, value in zip(self._keyframes, pose_values(poses)):
+            self.wm.set_variable_value(kf.var, value)
+        self.wm.set_factors([self._anchor], {"target": pose_values(poses[:1])})
+        for kf, pose in zip(self._keyframes, poses):
+            cells, t_key = kf.cells, c @ kf.t_key
+            self._forget_observations(kf)
+            if cells is not None:
+                self._insert(kf, recell(cells, t_key, self.cfg.voxel.voxel_size), t_key)
+        keys = np.array(sorted(self._voxels), dtype=np.int64)
+        self._refresh(keys, keys)
+        # every voxel at the mean of all its points (frozen and window), then a full solve:
+        # the window's warm start is gone
+        means = self.local.means(keys, self.local.stats(keys))
+        for k, value in zip(keys.tolist(), means):
+            self.wm.set_variable_value(self._voxels[k], value)
+        self._solve(max(self.cfg.lm.max_iters, REBASE_ITERATIONS), None, capped=False)
+
     def _place(self) -> None:
         """Put the window's observations into the local map at the current poses."""
         if self._placed:
@@ -324,6 +371,12 @@ class SlidingWindow:
     def _observe(self, kf: _Keyframe, t_map_body: np.ndarray, pts: np.ndarray) -> None:
         cells = associate(pts, t_map_body, self.cfg.voxel)
         self.dropped_points += cells.dropped_nonfinite + cells.dropped_range
+        self._insert(kf, cells, t_map_body)
+
+    def _insert(self, kf: _Keyframe, cells: CellObservations, t_map_body: np.ndarray) -> None:
+        """Observations of ``cells`` (keyed in the map under ``t_map_body``) by ``kf``:
+        capacities applied, voxels activated, factors added."""
+        kf.t_key = np.asarray(t_map_body, dtype=np.float64)
         if len(cells) == 0:
             kf.cells = cells
             return
@@ -393,6 +446,7 @@ class SlidingWindow:
         pose = self._pose(old.var)
         self.trajectory.append((old.stamp, pose @ old.level))
         self.local.freeze(old.cells, pose)
+        self.leaving.append(FrozenKeyframe(old.stamp, pose, old.level, old.cells, old.t_key))
         # the odom factor from `old` to the new oldest keyframe is owned by the latter
         new_first = self._keyframes[0]
         edits = [old.obs] + [np.array([f], dtype=np.int64) for f in (old.odom, new_first.odom, self._anchor)
@@ -407,11 +461,11 @@ class SlidingWindow:
         self._placed = False
         return keys
 
-    def _solve(self, max_iters: int, reg: RegistrationResult | None) -> SolveStats:
+    def _solve(self, max_iters: int, reg: RegistrationResult | None, capped: bool = True) -> SolveStats:
         x0 = self.wm.state_vector()
         start = time.perf_counter()
         # the iteration cap is data: both solves of a keyframe share one executable
-        result = solve(self.wm.fg, x0, cfg=self.cfg.lm, max_iters=min(max_iters, self.cfg.lm.max_iters))
+        result = solve(self.wm.fg, x0, cfg=self._lm, max_iters=min(max_iters, self.cfg.lm.max_iters) if capped else max_iters)
         result.x.block_until_ready()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)

@@ -1,0 +1,244 @@
+"""The global pose graph: every keyframe that left the window, chained, plus loop closures.
+
+A keyframe leaving the sliding window becomes a node at the window's final estimate
+``T_map_body`` and keeps its voxel observations (``CellObservations``, body frame):
+its *submap*, placed wherever the node goes, so the map moves with the graph.
+Consecutive nodes are linked by ``between_se3`` factors measuring the window's
+relative estimate, with sigmas that grow with the motion between them
+(``LoopConfig.chain_*``).  Loop closures (``mapping.loop_closure``) add
+``between_se3`` factors with a Cauchy kernel, so a wrong one that slipped through
+verification is down-weighted instead of bending the map.
+
+The graph lives in one WorldModel of fixed capacity (``LoopConfig.capacity``
+nodes; the jitted LM with the host sparse Cholesky compiles once).  When it is
+full, the oldest nodes are merged away: their submaps stay in the map at their
+last poses (``retired``) and the oldest remaining node is held by a prior.
+Planar mode: nodes are planar poses with z, roll and pitch fixed in the solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsg_jit_ros.mapping.association import CellObservations
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED
+from dsg_jit_ros.optimization.solvers import LMConfig, solve
+from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
+from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.world.model import WorldModel
+
+PLAIN_SCALE = 1e6  # a Cauchy kernel this wide is least squares for any loop error that can occur
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Global graph and loop closure settings (metres, radians, seconds).
+
+    Chain edges between consecutive nodes: sigma ``chain_sigma_translation +
+    chain_translation_scale * |travel|`` (m) and ``chain_sigma_rotation +
+    chain_rotation_scale * |turn|`` (rad).  Loop edges: ``loop_sigma_*`` with a Cauchy
+    kernel of scale ``kernel_scale`` (whitened units).
+
+    Candidates for a new node: nodes at least ``min_interval`` older whose estimate
+    lies within ``search_radius + drift_per_metre * travelled`` (the distance
+    travelled since the candidate, a bound on the drift accumulated since);
+    at most ``max_candidates`` nearest ones are verified, and a node is tried only
+    every ``min_spacing`` metres of travel.  A candidate is verified by registering
+    the node's voxel means against the submap of the candidate's
+    ``submap_keyframes`` neighbours on each side: it must converge without a
+    degenerate direction, match ``min_overlap`` of the points with RMS whitened
+    residual below ``max_rmse``.  After the global solve a loop edge whose whitened
+    residual is above ``max_residual`` is removed (it disagrees with the rest).
+    """
+
+    enabled: bool = False
+    capacity: int = 4096
+    min_interval: float = 30.0
+    search_radius: float = 2.0
+    drift_per_metre: float = 0.02
+    max_candidates: int = 3
+    min_spacing: float = 1.0
+    submap_keyframes: int = 10
+    min_overlap: float = 0.6
+    max_rmse: float = 1.0
+    chain_sigma_translation: float = 0.005
+    chain_translation_scale: float = 0.01
+    chain_sigma_rotation: float = 0.001
+    chain_rotation_scale: float = 0.01
+    loop_sigma_translation: float = 0.05
+    loop_sigma_rotation: float = 0.01
+    kernel_scale: float = 1.0
+    max_residual: float = 5.0
+    solver_iterations: int = 20
+
+    def __post_init__(self) -> None:
+        if self.capacity < 4:
+            raise ValueError(f"loop capacity must be >= 4 nodes, got {self.capacity}")
+        for name in ("search_radius", "chain_sigma_translation", "chain_sigma_rotation", "loop_sigma_translation",
+                     "loop_sigma_rotation", "kernel_scale", "max_residual", "max_rmse"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"loop.{name} must be positive, got {getattr(self, name)}")
+        if min(self.min_interval, self.drift_per_metre, self.min_spacing, self.chain_translation_scale,
+               self.chain_rotation_scale) < 0 or not 0 <= self.min_overlap <= 1:
+            raise ValueError("loop intervals, spacings and scales must be >= 0 and min_overlap in [0, 1]")
+        if self.max_candidates < 1 or self.submap_keyframes < 0 or self.solver_iterations < 1:
+            raise ValueError("loop.max_candidates, solver_iterations >= 1 and submap_keyframes >= 0")
+
+    def chain_sigmas(self, increment: np.ndarray) -> np.ndarray:
+        """(6,) sigmas of a chain edge with relative pose ``increment`` (4x4), [rho, phi]."""
+        travel = float(np.linalg.norm(increment[:3, 3]))
+        turn = float(np.linalg.norm(pose_values(increment[None])[0, 3:]))
+        return np.array([self.chain_sigma_translation + self.chain_translation_scale * travel] * 3
+                        + [self.chain_sigma_rotation + self.chain_rotation_scale * turn] * 3)
+
+    def loop_sigmas(self) -> np.ndarray:
+        return np.array([self.loop_sigma_translation] * 3 + [self.loop_sigma_rotation] * 3)
+
+
+@dataclass
+class Node:
+    """A keyframe in the global graph: its submap and where it stands."""
+
+    stamp: float
+    var: int
+    level: np.ndarray  # T_planar_body (identity unless planar): T_map_body = pose @ level
+    cells: CellObservations | None  # the submap: its voxel observations, body frame
+    travelled: float  # metres along the trajectory from the first node
+    key_offset: np.ndarray  # T_body_keybody: the pose its cells were keyed under is pose @ key_offset
+
+
+@dataclass(frozen=True)
+class LoopEdge:
+    """A loop closure: node ``older`` sees node ``newer`` at ``t_older_newer``."""
+
+    older: int
+    newer: int
+    t_older_newer: np.ndarray
+    factor: int
+
+
+class GlobalGraph:
+    """Nodes (frozen keyframes) chained by the window's estimates, plus loop edges."""
+
+    def __init__(self, cfg: LoopConfig, planar: bool = False):
+        self.cfg = cfg
+        self.planar = bool(planar)
+        self.wm = WorldModel(var_capacity={"pose_se3": cfg.capacity},
+                             factor_capacity={"between_se3": 2 * cfg.capacity, "prior": 1})
+        self.wm.register_residual("between_se3", between_se3_residual)
+        self.wm.register_residual("prior", prior_residual)
+        self.wm.declare_factor_type("prior", ("pose_se3",), {"target": np.zeros(6)})
+        self.wm.declare_factor_type("between_se3", ("pose_se3", "pose_se3"), {"T_ij": np.eye(4)})
+        self.nodes: list[Node] = []  # in order; index = position in this list
+        self.first = 0  # index of the oldest node still in the WorldModel
+        self.loops: list[LoopEdge] = []
+        self.rejected_loops = 0  # removed after a global solve (residual above max_residual)
+        self._anchor: int | None = None
+        self._chain: dict[int, int] = {}  # node index -> factor from the previous node
+        self._retired: list[np.ndarray] = []  # last poses of the nodes merged away (index < first)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def set_planar(self, planar: bool) -> None:
+        if self.nodes:
+            raise RuntimeError("planar mode can only be chosen before the first node")
+        self.planar = bool(planar)
+
+    def poses(self, indices) -> np.ndarray:
+        """(n, 4, 4) estimates (planar part in planar mode) of nodes still in the graph."""
+        return pose_matrices(self.wm.get_variable_values([self.nodes[i].var for i in indices]).reshape(-1, 6))
+
+    def all_poses(self) -> np.ndarray:
+        """(n, 4, 4) every node's estimate, retired ones at their last pose."""
+        live = self.poses(range(self.first, len(self.nodes)))
+        return np.concatenate([np.array(self._retired).reshape(-1, 4, 4), live])
+
+    def add(self, stamp: float, t_map_body: np.ndarray, level: np.ndarray, cells: CellObservations | None,
+            t_key: np.ndarray | None = None) -> int:
+        """Append a node at the window's estimate (``t_key``: the pose its cells were keyed
+        under, default ``t_map_body``); returns its index."""
+        if len(self.nodes) - self.first >= self.cfg.capacity:
+            self._retire_oldest()
+        var = int(self.wm.add_variables("pose_se3", pose_values(t_map_body[None]))[0])
+        if self.planar:
+            self.wm.set_fixed_dofs([var], PLANAR_FIXED)
+        travelled = 0.0
+        if self.nodes:
+            prev = self.nodes[-1]
+            inc = np.linalg.inv(self.poses([len(self.nodes) - 1])[0]) @ t_map_body
+            travelled = prev.travelled + float(np.linalg.norm(inc[:3, 3]))
+            self._chain[len(self.nodes)] = self.wm.add_factor(
+                "between_se3", (prev.var, var), {"T_ij": inc, "sigma": self.cfg.chain_sigmas(inc)})
+        else:
+            self._anchor = self.wm.add_factor("prior", (var,), {"target": pose_values(t_map_body[None])[0],
+                                                                 "sigma": 1e-6})
+        key_offset = np.eye(4) if t_key is None else np.linalg.inv(t_map_body) @ t_key
+        self.nodes.append(Node(float(stamp), var, np.asarray(level, dtype=np.float64), cells, travelled, key_offset))
+        return len(self.nodes) - 1
+
+    def add_loop(self, older: int, newer: int, t_older_newer: np.ndarray) -> LoopEdge:
+        """A loop edge between two nodes in the graph (Cauchy kernel)."""
+        if not (self.first <= older < newer < len(self.nodes)):
+            raise ValueError(f"loop ({older}, {newer}) needs nodes in the graph, oldest first")
+        fid = self.wm.add_factor("between_se3", (self.nodes[older].var, self.nodes[newer].var), {
+            "T_ij": np.asarray(t_older_newer, dtype=np.float64), "sigma": self.cfg.loop_sigmas(),
+            "robust": ("cauchy", self.cfg.kernel_scale)})
+        edge = LoopEdge(older, newer, np.asarray(t_older_newer, dtype=np.float64), fid)
+        self.loops.append(edge)
+        return edge
+
+    def optimize(self) -> np.ndarray:
+        """Solve the graph (LM, sparse Cholesky) in two rounds: loop edges first without
+        their robust kernel (a verified loop after a long drift starts hundreds of sigmas
+        off, where the kernel would ignore it), then loop edges left with a whitened error
+        above ``max_residual`` are removed as inconsistent with the rest, and the graph is
+        solved again from the start with the Cauchy kernel.  Returns the (n, 4, 4) poses
+        before the solve."""
+        before = self.all_poses()
+        if not self.loops:
+            return before
+        fids = np.array([e.factor for e in self.loops], dtype=np.int64)
+        self.wm.set_factors(fids, {"robust": ("cauchy", PLAIN_SCALE)})
+        self._solve()
+        bad = [e for e in self.loops if self._whitened_error(e) > self.cfg.max_residual]
+        if bad:
+            self.wm.remove_factors(np.array([e.factor for e in bad], dtype=np.int64))
+            self.loops = [e for e in self.loops if e not in bad]
+            self.rejected_loops += len(bad)
+            for node, value in zip(self.nodes[self.first:], pose_values(before[self.first:])):
+                self.wm.set_variable_value(node.var, value)
+        if self.loops:
+            self.wm.set_factors(np.array([e.factor for e in self.loops], dtype=np.int64),
+                                {"robust": ("cauchy", self.cfg.kernel_scale)})
+        self._solve()
+        return before
+
+    def _solve(self) -> None:
+        cfg = LMConfig(linear_solver="sparse", max_iters=self.cfg.solver_iterations, rel_tol=1e-8)
+        result = solve(self.wm.fg, self.wm.state_vector(), cfg=cfg)
+        self.wm.update_from_state(result.x)
+
+    def _whitened_error(self, edge: LoopEdge) -> float:
+        """|sigma^-1 log(T_ij^-1 T_i^-1 T_j)| of a loop edge at the current estimate."""
+        ti, tj = self.poses([edge.older, edge.newer])
+        err = pose_values((np.linalg.inv(edge.t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
+        if self.planar:
+            err[PLANAR_FIXED] = 0.0
+        return float(np.linalg.norm(err / self.cfg.loop_sigmas()))
+
+    def _retire_oldest(self) -> None:
+        """Take the oldest node out of the WorldModel (its pose stays as it is now)."""
+        node = self.nodes[self.first]
+        self._retired.append(self.poses([self.first])[0])
+        fids = [f for f in (self._anchor, self._chain.pop(self.first + 1, None)) if f is not None]
+        fids += [e.factor for e in self.loops if e.older == self.first]
+        self.loops = [e for e in self.loops if e.older != self.first]
+        self.wm.remove_factors(np.array(fids, dtype=np.int64))
+        self.wm.remove_variable(node.var)
+        self.first += 1
+        nxt = self.nodes[self.first]
+        self._anchor = self.wm.add_factor("prior", (nxt.var,), {"target": self.wm.get_variable_value(nxt.var),
+                                                                 "sigma": 1e-6})

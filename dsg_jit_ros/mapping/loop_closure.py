@@ -1,0 +1,180 @@
+"""Loop closure: candidates for a new global-graph node, verified by registration.
+
+``LoopCloser.process(graph, newest)`` runs when a node joins the global graph:
+1. **Candidates** (``candidates``): older nodes (``min_interval`` seconds or more)
+   whose estimate lies within the search radius of the newest one, the radius
+   growing with the distance travelled since the candidate (drift); the nearest
+   few, no two from the same stretch of trajectory.
+2. **Verification** (``verify``): the voxel means of the newest node and of its
+   predecessors (a local scan, placed relative to the newest node) are registered
+   (``mapping.registration``: point-to-plane, Cauchy kernel) against the submap of
+   the candidate and its neighbours, from the current relative estimate with a
+   loose prior.  Accepted when it converges, matches ``min_overlap`` of the points
+   with a small RMS whitened residual, moves the estimate by a plausible amount, and
+   the scan alone pins every direction to better than the loop edge's sigma (the
+   smallest eigenvalue of its Hessian, in units of the loop edge's information,
+   is at least 1): along a featureless corridor a look-alike place is not a loop.
+3. An accepted loop becomes a ``between_se3`` edge (Cauchy kernel) in the graph.
+The caller solves the graph and re-bases the window and map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
+from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
+from dsg_jit_ros.mapping.local_map import placed_map
+from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
+
+LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while verifying
+LOOP_GATE_SIGMA = 3.0  # a verified correction may be this many prior sigmas
+SCAN_KEYFRAMES = 0  # predecessors of the newest node added to its scan (0: its own voxels only)
+MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
+CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
+
+
+@dataclass(frozen=True)
+class LoopAttempt:
+    """One verified candidate: accepted or why not (for logs and ``~/status``)."""
+
+    older: int
+    newer: int
+    accepted: bool
+    reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far"
+    overlap: float = 0.0
+    rmse: float = float("nan")
+    correction_m: float = 0.0
+    conditioning: float = 0.0  # smallest / largest eigenvalue of the scan's translation information
+    t_older_newer: np.ndarray | None = None
+
+
+def candidates(graph: GlobalGraph, newest: int, cfg: LoopConfig) -> list[int]:
+    """Older nodes near ``newest`` (see the module doc), nearest first."""
+    node = graph.nodes[newest]
+    first = graph.first
+    older = [i for i in range(first, newest) if graph.nodes[i].stamp <= node.stamp - cfg.min_interval]
+    if not older:
+        return []
+    poses = graph.poses(older + [newest])
+    dist = np.linalg.norm(poses[:-1, :3, 3] - poses[-1, :3, 3], axis=1)
+    travelled = node.travelled - np.array([graph.nodes[i].travelled for i in older])
+    near = np.flatnonzero(dist <= cfg.search_radius + cfg.drift_per_metre * travelled)
+    chosen: list[int] = []
+    for k in near[np.argsort(dist[near], kind="stable")].tolist():
+        if all(abs(older[k] - c) > cfg.submap_keyframes for c in chosen):
+            chosen.append(older[k])
+        if len(chosen) == cfg.max_candidates:
+            break
+    return chosen
+
+
+class LoopCloser:
+    """Finds and verifies loops for new global-graph nodes (see the module doc)."""
+
+    def __init__(self, cfg: LoopConfig, voxel_size: float, surface: SurfaceConfig, registration: RegistrationConfig):
+        self.cfg = cfg
+        self.voxel_size = float(voxel_size)
+        self.surface = dataclasses.replace(surface, slide=np.inf)  # point-to-plane, as registration
+        self.registration = dataclasses.replace(registration, max_correction_sigma=LOOP_GATE_SIGMA,
+                                                degeneracy_ratio=0.0, min_matches=max(registration.min_matches, 20))
+        self._last_try = -np.inf  # travelled (m) at the last attempt
+        self._tries = 0  # attempts so far
+        self._pending: tuple[LoopAttempt, np.ndarray, int] | None = None  # (verified, its correction, try)
+        self.attempts: list[LoopAttempt] = []
+
+    def process(self, graph: GlobalGraph, newest: int) -> list[LoopAttempt]:
+        """Try to close loops from node ``newest``; returns the attempts.  A verified loop
+        waits for a second one, verified within ``CONFIRM_WITHIN`` attempts, that implies
+        the same correction of the map (within the loop edge's sigmas); then both are
+        added to the graph (returned ``accepted``).  A lone match is ``unconfirmed``."""
+        if not self.cfg.enabled:
+            return []
+        node = graph.nodes[newest]
+        if node.travelled - self._last_try < self.cfg.min_spacing:
+            return []
+        found = candidates(graph, newest, self.cfg)
+        if not found:
+            return []
+        self._last_try = node.travelled
+        self._tries += 1
+        out = []
+        for older in found:
+            attempt = self.verify(graph, older, newest)
+            if not attempt.accepted:
+                out.append(attempt)
+                continue
+            t_older, t_newer = graph.poses([older, newest])
+            correction = t_older @ attempt.t_older_newer @ np.linalg.inv(t_newer)
+            pending = self._pending
+            if pending is not None and self._tries - pending[2] <= CONFIRM_WITHIN and self._agree(correction, pending[1]):
+                first = pending[0]
+                graph.add_loop(first.older, first.newer, first.t_older_newer)
+                graph.add_loop(older, newest, attempt.t_older_newer)
+                self._pending = None
+                out += [first, attempt]
+            else:
+                self._pending = (attempt, correction, self._tries)
+                out.append(dataclasses.replace(attempt, accepted=False, reason="unconfirmed"))
+            break
+        self.attempts.extend(out)
+        return out
+
+    def _agree(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Two map corrections (4x4) equal within the loop edge's sigmas."""
+        d = np.linalg.inv(a) @ b
+        angle = np.arccos(np.clip((np.trace(d[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))
+        return bool(np.linalg.norm(d[:3, 3]) <= self.cfg.loop_sigma_translation
+                    and angle <= self.cfg.loop_sigma_rotation)
+
+    def verify(self, graph: GlobalGraph, older: int, newer: int) -> LoopAttempt:
+        """Register the newest nodes' local scan to the submap around ``older``."""
+        cfg, m = self.cfg, self.cfg.submap_keyframes
+        t_older = graph.poses([older])[0]
+        t_older_inv = np.linalg.inv(t_older)
+        # the submap around the candidate, in the candidate's frame
+        lo, hi = max(graph.first, older - m), min(newer, older + m + 1)
+        stamp_new = graph.nodes[newer].stamp
+        around = [i for i in range(lo, hi) if graph.nodes[i].stamp <= stamp_new - cfg.min_interval]
+        submap = placed_map([(graph.nodes[i].cells, t_older_inv @ p, t_older_inv @ p)
+                             for i, p in zip(around, graph.poses(around))], self.voxel_size)
+        rows = np.arange(len(submap))
+        target = SurfaceTarget.build(submap.keys, submap.means(), submap.surfaces(rows, self.surface), self.voxel_size)
+        # the local scan: the newest node and its predecessors, in the newest node's frame
+        recent = list(range(max(graph.first, newer - SCAN_KEYFRAMES), newer + 1))
+        t_newer = graph.poses([newer])[0]
+        poses = graph.poses(recent)
+        pts = np.concatenate([graph.nodes[i].cells.mean_body @ (np.linalg.inv(t_newer) @ p)[:3, :3].T
+                              + (np.linalg.inv(t_newer) @ p)[:3, 3]
+                              for i, p in zip(recent, poses) if graph.nodes[i].cells is not None])
+        t_pred = t_older_inv @ t_newer  # the newest node in the candidate's frame
+        travelled = graph.nodes[newer].travelled - graph.nodes[older].travelled
+        radius = cfg.search_radius + cfg.drift_per_metre * travelled
+        prior = np.array([radius / LOOP_GATE_SIGMA] * 3 + [LOOP_PRIOR_ROTATION] * 3)
+        if len(target) < self.registration.min_matches or len(pts) < self.registration.min_matches:
+            return LoopAttempt(older, newer, False, "few_matches")
+        reg = register(pts, t_pred, target, prior, self.registration, planar=graph.planar)
+        overlap = reg.matched / max(reg.points, 1)
+        correction = float(np.linalg.norm(reg.t_map_body[:3, 3] - t_pred[:3, 3]))
+        tdofs = [0, 1] if graph.planar else [0, 1, 2]
+        eig_t = np.linalg.eigvalsh(reg.information[np.ix_(tdofs, tdofs)]) if reg.information is not None else [0, 0]
+        base = dict(overlap=overlap, rmse=reg.rmse, correction_m=correction,
+                    conditioning=float(eig_t[0] / eig_t[-1]) if eig_t[-1] > 0 else 0.0)
+        if reg.rejected:
+            return LoopAttempt(older, newer, False, "too_far", **base)
+        if not reg.used or overlap < cfg.min_overlap:
+            return LoopAttempt(older, newer, False, "few_matches", **base)
+        if not reg.converged:
+            return LoopAttempt(older, newer, False, "no_convergence", **base)
+        if not reg.rmse <= cfg.max_rmse:
+            return LoopAttempt(older, newer, False, "rmse", **base)
+        # every estimated direction pinned by the scan to within the loop edge's sigma
+        dofs = np.array([0, 1, 5]) if graph.planar else np.arange(6)
+        w = cfg.loop_sigmas()[dofs]
+        info = reg.information[np.ix_(dofs, dofs)] * np.outer(w, w)
+        if np.linalg.eigvalsh(info).min() < 1.0 or base["conditioning"] < MIN_CONDITIONING:
+            return LoopAttempt(older, newer, False, "degenerate", **base)
+        return LoopAttempt(older, newer, True, "accepted", t_older_newer=reg.t_map_body, **base)
