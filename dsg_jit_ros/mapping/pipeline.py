@@ -164,6 +164,7 @@ class SlamPipeline:
             graph = GlobalGraph(self.cfg.loop)
             graph.add(0.0, np.eye(4), np.eye(4), None)
             graph.add(1.0, np.eye(4), np.eye(4), None)
+            graph.add_loop(0, 1, np.eye(4))
             graph.optimize()
         if self.cfg.inputs.compute_covariance:
             self._newest_covariance()
