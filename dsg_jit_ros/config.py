@@ -154,6 +154,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("output.save_directory", "out/map", "Where ~/save_map writes when the request names no directory."),
     ParamSpec("output.log_throttle", 5.0, "Minimum wall time between two warnings of one kind (s).", 0.0, BIG),
     ParamSpec("warmup", True, "Compile the solver on a synthetic keyframe before subscribing."),
+    ParamSpec("autostart", True, "Configure and activate at start-up; false: stay unconfigured until lifecycle "
+              "transitions arrive on ~/change_state (lifecycle_msgs/ChangeState)."),
 )
 SPECS = {s.name: s for s in PARAMS}
 

@@ -14,7 +14,9 @@ ROS-free ``SlamPipeline`` (keyframes, sliding window, jitted LM); publishes
 
 and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
 (std_srvs/Trigger).  Every rejected input is counted in the status and logged
-(throttled per reason).
+(throttled per reason).  A lifecycle node (``~/change_state``, ``~/get_state``,
+lifecycle_msgs): configure compiles, activate subscribes (see ``SlamNode``);
+``autostart`` (default true) runs both at start-up.
 
 Threads: the executor (one thread) runs only cheap callbacks: the two
 subscriptions check and queue (the pipeline locks its buffers).  Keyframes are
@@ -38,7 +40,7 @@ import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
@@ -49,7 +51,7 @@ from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.ros import convert
-from dsg_jit_ros.ros.params import NodeConfig, ParameterError, build_configs, declare_and_read
+from dsg_jit_ros.ros.params import ParameterError, build_configs, declare_and_read
 
 NODE_NAME = "dsg_jit_slam"
 
@@ -66,13 +68,43 @@ def _interfaces():
     return SlamStatus, SaveMap, TFMessage
 
 
-class SlamNode(Node):
-    """Online SLAM on odometry + clouds; see the module docstring for the interface."""
+class SlamNode(LifecycleNode):
+    """Online SLAM on odometry + clouds; see the module docstring for the interface.
+
+    A lifecycle node: *configure* validates the parameters, builds the pipeline and
+    compiles the solver (warm-up), creates publishers and services; *activate*
+    subscribes and enables the publishers; *deactivate* unsubscribes (queued
+    keyframes are still solved) and mutes the publishers; *cleanup* forgets the
+    pipeline; *shutdown* ends ``main``.  With ``autostart`` (default) the node
+    configures and activates itself in the constructor; otherwise it waits for
+    lifecycle_msgs/ChangeState on ``~/change_state``.  Either way, no subscription
+    exists before it is active, so a publisher can see it is not ready yet.
+    """
 
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
-        self.SlamStatus, SaveMap, TFMessage = _interfaces()
-        self.cfg, pipeline_cfg = build_configs(declare_and_read(self))
+        self.SlamStatus, self.SaveMap, self.TFMessage = _interfaces()
+        self._values = declare_and_read(self)  # a value out of range or of a wrong type raises here
+        self.pipeline: SlamPipeline | None = None
+        self._io_subscriptions: list = []
+        self._io_services: list = []
+        self._io_publishers: list = []
+        self._worker: threading.Thread | None = None
+        self.finished = threading.Event()  # set by the shutdown transition
+        self._configure_error = ""
+        if self._values["autostart"]:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ParameterError(self._configure_error or "configure failed (see the log)")
+            self.trigger_activate()
+
+    # ---- lifecycle ------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.cfg, pipeline_cfg = build_configs(self._values)
+        except ParameterError as err:
+            self._configure_error = str(err)
+            self.get_logger().error(f"cannot configure: {err}")
+            return TransitionCallbackReturn.FAILURE
         self.pipeline = SlamPipeline(pipeline_cfg)
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
@@ -88,32 +120,79 @@ class SlamNode(Node):
         # it out of full garbage collections, which caused the worst latency spikes
         gc.collect()
         gc.freeze()
-
-        self.pub_path = self.create_publisher(Path, "~/path", 10)
-        self.pub_odom = self.create_publisher(Odometry, "~/odometry", 50)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/voxels", 1)
+        pub = self.create_lifecycle_publisher
+        self.pub_path = pub(Path, "~/path", 10)
+        self.pub_odom = pub(Odometry, "~/odometry", 50)
+        self.pub_markers = pub(MarkerArray, "~/voxels", 1)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_map = self.create_publisher(PointCloud2, "~/map", latched)
-        self.pub_status = self.create_publisher(self.SlamStatus, "~/status", 10)
-        self.TFMessage = TFMessage
-        self.pub_tf = self.create_publisher(TFMessage, "/tf", 100) if self.cfg.publish_tf else None
+        self.pub_map = pub(PointCloud2, "~/map", latched)
+        self.pub_status = pub(self.SlamStatus, "~/status", 10)
+        self.pub_tf = pub(self.TFMessage, "/tf", 100) if self.cfg.publish_tf else None
+        self._io_publishers = [p for p in (self.pub_path, self.pub_odom, self.pub_markers, self.pub_map,
+                                         self.pub_status, self.pub_tf) if p is not None]
         self._solve_lock = threading.Lock()  # the window: worker vs services
         self._work = threading.Condition()
         self._stopping = False
         self._worker = threading.Thread(target=self._solve_loop, name="dsg_jit_solver", daemon=True)
         self._worker.start()
-        self.create_service(SaveMap, "~/save_map", self._on_save_map)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self._io_services = [self.create_service(self.SaveMap, "~/save_map", self._on_save_map),
+                          self.create_service(Trigger, "~/reset", self._on_reset)]
+        self.get_logger().info("configured (inactive): not subscribed yet")
+        return super().on_configure(state)
 
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         reliability = ReliabilityPolicy.RELIABLE if self.cfg.reliable_inputs else ReliabilityPolicy.BEST_EFFORT
         qos = lambda depth: QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)  # noqa: E731
-        self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth))
-        self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))
+        result = super().on_activate(state)  # publishers first: a keyframe may follow at once
+        self._io_subscriptions = [
+            self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth)),
+            self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))]
         self.get_logger().info(
-            f"listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
+            f"active: listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
             f"{self.cfg.odom_frame} -> {self.cfg.base_frame}, clouds in {self.cfg.cloud_frame}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self.get_logger().info("inactive: unsubscribed, outputs muted (the map is kept)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: map and pipeline forgotten (unconfigured)")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self._release()
+        self.finished.set()
+        return super().on_shutdown(state)
+
+    def _unsubscribe(self) -> None:
+        for sub in self._io_subscriptions:
+            self.destroy_subscription(sub)
+        self._io_subscriptions = []
+
+    def _release(self) -> None:
+        """Stop the worker (after the keyframe it is solving); drop publishers, services, pipeline."""
+        self._stop_worker()
+        for srv in self._io_services:
+            self.destroy_service(srv)
+        for p in self._io_publishers:
+            self.destroy_lifecycle_publisher(p)
+        self._io_services, self._io_publishers = [], []
+        self.pipeline = None
+
+    def _stop_worker(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            with self._work:
+                self._stopping = True
+                self._work.notify_all()
+            worker.join(timeout=60.0)
+            self._worker = None
 
     # ---- logging ------------------------------------------------------------
     def _warn(self, rejection: Rejection) -> None:
@@ -198,12 +277,8 @@ class SlamNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (after the keyframe it is solving), then the node."""
-        worker = getattr(self, "_worker", None)  # absent when the constructor failed early
-        if worker is not None:
-            with self._work:
-                self._stopping = True
-                self._work.notify_all()
-            worker.join(timeout=60.0)
+        if getattr(self, "_work", None) is not None:
+            self._stop_worker()
         super().destroy_node()
 
     # ---- outputs ------------------------------------------------------------
@@ -318,13 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while not stop.is_set() and rclpy.ok():
+        while not stop.is_set() and not node.finished.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except ExternalShutdownException:
         pass
     finally:
         executor.shutdown(timeout_sec=30.0)  # lets a running solve finish and publish
-        node.get_logger().info(f"stopping after {node.pipeline.keyframes} keyframes")
+        keyframes = node.pipeline.keyframes if node.pipeline is not None else 0
+        node.get_logger().info(f"stopping after {keyframes} keyframes")
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
