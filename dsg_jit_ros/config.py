@@ -122,6 +122,14 @@ PARAMS: tuple[ParamSpec, ...] = (
               1e-6, BIG),
     ParamSpec("inputs.min_points", 10, "Clouds with fewer valid points are not used.", 1, 100_000_000),
     ParamSpec("inputs.odom_buffer", 4000, "Odometry messages kept for interpolation.", 2, 10_000_000),
+    # saved maps and localization
+    ParamSpec("map_file", "", "Map to start from (a map.npz written by ~/save_map); empty: start with no map."),
+    ParamSpec("mode", "mapping", "mapping (extend the map) or localization (track against map_file without "
+              "adding to it)."),
+    ParamSpec("initial_pose", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "With map_file: T_map_body of the first keyframe "
+              "[x, y, z (m), roll, pitch, yaw (rad)], refined by registration to the map."),
+    ParamSpec("initial_pose_sigma", [0.5, 0.2], "How well initial_pose is known [m, rad]: the prior of the first "
+              "keyframe's registration."),
     # global pose graph and loop closure
     ParamSpec("loop.enabled", False, "Close loops: verified loop edges in the global pose graph of every keyframe "
               "that left the window, then the window and frozen map re-based (experimental: off until it measures "
@@ -255,6 +263,9 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
             ),
             t_body_sensor=_extrinsic(list(v["sensor_extrinsic"])) if v["sensor_frame"] else tuple(np.eye(4).reshape(-1)),
             planar=str(v["planar"]),
+            mode=str(v["mode"]), map_file=str(v["map_file"]),
+            initial_pose=tuple(float(x) for x in v["initial_pose"]),
+            initial_pose_sigma=tuple(float(x) for x in v["initial_pose_sigma"]),
             loop=LoopConfig(
                 enabled=bool(v["loop.enabled"]), capacity=int(v["loop.capacity"]),
                 min_interval=float(v["loop.min_interval"]), search_radius=float(v["loop.search_radius"]),

@@ -47,7 +47,7 @@ def _node_topics() -> tuple[str, set[str]]:
     name = next(n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
                 and any(isinstance(t, ast.Name) and t.id == "NODE_NAME" for t in n.targets))
     topics = {c.args[1].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-              and _call_name(c) == "create_publisher" and len(c.args) > 1 and isinstance(c.args[1], ast.Constant)}
+              and _call_name(c) in ("create_publisher", "create_lifecycle_publisher") and len(c.args) > 1 and isinstance(c.args[1], ast.Constant)}
     return name, topics
 
 

@@ -151,7 +151,7 @@ def test_node_maps_a_loop_and_publishes_everything(harness, loop):
     # ~/save_map writes the documented files; the trajectory equals the path
     res = h.call(h.save, SaveMap.Request(directory=""))
     assert res.success, res.message
-    assert sorted(f.rsplit("/", 1)[1] for f in res.files) == ["graph.g2o", "map.ply", "trajectory.tum"]
+    assert sorted(f.rsplit("/", 1)[1] for f in res.files) == ["graph.g2o", "map.npz", "map.ply", "trajectory.tum"]
     stamps, poses = read_tum(next(f for f in res.files if f.endswith(".tum")))
     np.testing.assert_allclose(poses, est, atol=1e-9)
     bad = h.call(h.save, SaveMap.Request(directory="/proc/no_such_dir/x"))

@@ -131,7 +131,7 @@ def test_online_run_beats_odometry_without_compiling(warm, run, tmp_path):
     assert np.all(np.linalg.eigvalsh(p.covariance) > 0)
 
     files = save_outputs(p, tmp_path / "map")
-    assert [f.name for f in files] == ["map.ply", "trajectory.tum", "graph.g2o"]
+    assert [f.name for f in files] == ["map.ply", "trajectory.tum", "graph.g2o", "map.npz"]
     stamps, poses = read_tum(tmp_path / "map" / "trajectory.tum")
     np.testing.assert_allclose(stamps, np.arange(len(odom), dtype=float))
     np.testing.assert_allclose(poses, np.array(est), atol=1e-9)

@@ -1,7 +1,7 @@
-"""File input/output: g2o pose graphs, TUM trajectories and ASCII PLY point clouds.
+"""File input/output: g2o pose graphs, TUM trajectories, ASCII PLY point clouds, map files.
 
-The submodules (``g2o``, ``tum``, ``ply``) use numpy only.  This package module holds
-just the shared atomic-write helper, so importing a submodule never pulls in the
+The submodules (``g2o``, ``tum``, ``ply``, ``map_file``) use numpy only.  This package module holds
+just the shared atomic-write helpers, so importing a submodule never pulls in the
 others.
 """
 
@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 import tempfile
 
-__all__ = ["atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so readers see either the old or the new file.
+    """Write ASCII ``text`` to ``path`` atomically (``atomic_write_bytes``)."""
+    atomic_write_bytes(path, text.encode("ascii"))
 
-    The text goes to a temporary file in the destination directory, is flushed and
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either the old or the new file.
+
+    The bytes go to a temporary file in the destination directory, are flushed and
     fsynced, then renamed over ``path`` with ``os.replace`` (atomic on POSIX within
     one filesystem).  An existing file's permission bits are kept; a new file gets
     0o644.  On any error the temporary file is removed and ``path`` is untouched.
@@ -29,8 +34,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         mode = 0o644
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

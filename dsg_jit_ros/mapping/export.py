@@ -1,4 +1,4 @@
-"""Writing what the pipeline built: map (PLY), trajectory (TUM), pose graph (g2o).
+"""Writing what the pipeline built: map (PLY), trajectory (TUM), pose graph (g2o), map file.
 
 File names are fixed (``map.ply``, ``trajectory.tum``, ``graph.g2o``) so tools
 and the team can rely on them; each file is written atomically.  The g2o graph
@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from dsg_jit_ros.io.g2o import PoseGraph, write_g2o
+from dsg_jit_ros.io.map_file import write_map
 from dsg_jit_ros.io.ply import write_ply
 from dsg_jit_ros.io.tum import write_tum
+from dsg_jit_ros.mapping.map_state import capture
 from dsg_jit_ros.mapping.pipeline import SlamPipeline
 
-MAP_FILE, TRAJECTORY_FILE, GRAPH_FILE = "map.ply", "trajectory.tum", "graph.g2o"
+MAP_FILE, TRAJECTORY_FILE, GRAPH_FILE, STATE_FILE = "map.ply", "trajectory.tum", "graph.g2o", "map.npz"
 
 
 def keyframe_arrays(pipeline: SlamPipeline) -> tuple[np.ndarray, np.ndarray]:
@@ -59,11 +61,14 @@ def keyframe_graph(pipeline: SlamPipeline, mats: np.ndarray) -> PoseGraph:
 
 
 def save_outputs(pipeline: SlamPipeline, directory: str | Path) -> list[Path]:
-    """Write map.ply, trajectory.tum and graph.g2o into ``directory`` (created)."""
+    """Write map.ply, trajectory.tum, graph.g2o and map.npz (the full map: every keyframe
+    with its voxel observations, ``io.map_file``; what ``map_file`` loads) into
+    ``directory`` (created)."""
     out = Path(directory).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamps, mats = keyframe_arrays(pipeline)
     write_ply(out / MAP_FILE, pipeline.window.voxel_centres())
     write_tum(out / TRAJECTORY_FILE, stamps, mats)
     write_g2o(out / GRAPH_FILE, keyframe_graph(pipeline, mats))
-    return [out / MAP_FILE, out / TRAJECTORY_FILE, out / GRAPH_FILE]
+    write_map(out / STATE_FILE, capture(pipeline))
+    return [out / MAP_FILE, out / TRAJECTORY_FILE, out / GRAPH_FILE, out / STATE_FILE]

@@ -26,9 +26,12 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, relative_motion
+from dsg_jit_ros.io.map_file import read_map
+from dsg_jit_ros.mapping import map_state
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
@@ -57,6 +60,7 @@ class InputConfig:
 
 
 PLANAR_MODES = ("auto", "on", "off")
+MODES = ("mapping", "localization")  # localization: track against map_file without adding to it
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,27 @@ class PipelineConfig:
     t_body_sensor: tuple[float, ...] = tuple(np.eye(4).reshape(-1))  # row-major 4x4
     planar: str = "auto"
     loop: LoopConfig = field(default_factory=LoopConfig)
+    mode: str = "mapping"
+    map_file: str = ""
+    initial_pose: tuple[float, ...] = (0.0,) * 6  # x, y, z (m), roll, pitch, yaw (rad): T_map_body
+    initial_pose_sigma: tuple[float, float] = (0.5, 0.2)  # m, rad
 
     def __post_init__(self) -> None:
         if self.planar not in PLANAR_MODES:
             raise ValueError(f"planar must be one of {PLANAR_MODES}, got {self.planar!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "localization" and not self.map_file:
+            raise ValueError("mode: localization needs a map_file to localize in")
+        if len(self.initial_pose) != 6 or len(self.initial_pose_sigma) != 2 or min(self.initial_pose_sigma) <= 0:
+            raise ValueError("initial_pose needs 6 values (x y z roll pitch yaw) and initial_pose_sigma 2 positive ones")
+
+    def initial_transform(self) -> np.ndarray:
+        """``initial_pose`` as a 4x4 T_map_body."""
+        t = np.eye(4)
+        t[:3, :3] = Rotation.from_euler("xyz", self.initial_pose[3:]).as_matrix()
+        t[:3, 3] = self.initial_pose[:3]
+        return t
 
     def body_sensor(self) -> np.ndarray:
         return np.asarray(self.t_body_sensor, dtype=np.float64).reshape(4, 4)
@@ -145,6 +166,9 @@ class SlamPipeline:
         self.skipped_clouds = 0  # valid clouds that were not keyframes (by design, not dropped)
         self.covariance: np.ndarray | None = None
         self._t_map_odom = np.eye(4)
+        self.loaded_keyframes = 0  # keyframes of map_file
+        if self.cfg.map_file:
+            self._load_map()
 
     def warm_up(self) -> float:
         """Compile the solver (and covariance) on a synthetic keyframe, then reset.
@@ -338,13 +362,30 @@ class SlamPipeline:
         self.covariance = self._newest_covariance()
         return True
 
+    def set_planar(self, planar: bool) -> None:
+        """Choose planar mode before the first keyframe (window and graph)."""
+        self.planar = bool(planar)
+        self.window.set_planar(self.planar)
+        self.graph.set_planar(self.planar)
+
+    def _load_map(self) -> None:
+        """Start from ``map_file`` (read once, kept for resets): its keyframes are the frozen
+        map and the graph; in localization mode the map is not extended.  The first
+        keyframe is registered from ``initial_pose``.  MapFileError / ValueError when the
+        file cannot be used."""
+        if getattr(self, "_map_state", None) is None:
+            self._map_state = read_map(self.cfg.map_file)
+        map_state.restore(self, self._map_state)
+        self.window.grow_map = self.cfg.mode != "localization"
+        t, r = self.cfg.initial_pose_sigma
+        self.window.set_initial_pose(self.cfg.initial_transform(), np.array([t] * 3 + [r] * 3))
+        self.loaded_keyframes = len(self._map_state)
+
     def _decide_planar(self, points: np.ndarray) -> tuple[str, ...]:
         """``planar: auto``: planar mode iff the first keyframe's cloud lies in z = 0."""
         if self.planar is not None:
             return ()
-        self.planar = is_planar_cloud(points)
-        self.window.set_planar(self.planar)
-        self.graph.set_planar(self.planar)
+        self.set_planar(is_planar_cloud(points))
         if self.planar:
             return ("planar clouds (all points at z = 0): planar mode, estimating x, y and yaw; "
                     "z, roll and pitch follow the odometry",)
@@ -380,7 +421,8 @@ class SlamPipeline:
         after = graph.all_poses()
         correction = after[-1] @ np.linalg.inv(before[-1])
         self.window.rebase(correction, [(n.cells, p, p @ n.key_offset) for n, p in zip(graph.nodes, after)],
-                           [(n.stamp, p @ n.level) for n, p in zip(graph.nodes, after)])
+                           [(n.stamp, p @ n.level) for n, p in zip(graph.nodes[self.loaded_keyframes:],
+                                                                   after[self.loaded_keyframes:])])
         ms = 1e3 * (time.perf_counter() - start)
         moved = float(np.linalg.norm(correction[:3, 3]))
         return tuple(f"loop closed: keyframe at {graph.nodes[a.newer].stamp:.2f} s sees the one at "

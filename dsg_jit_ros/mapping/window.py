@@ -189,6 +189,22 @@ class SlidingWindow:
         # "rejected" (correction beyond max_correction_sigma), "few_matches" (prediction kept)
         self.registrations: Counter[str] = Counter()
         self.leaving: list[FrozenKeyframe] = []  # frozen since the owner last took them (global graph)
+        self.grow_map = True  # False (localization): leaving keyframes do not join the frozen map
+        self._initial: tuple[np.ndarray, np.ndarray] | None = None  # (T_map_body, sigmas) of the first keyframe
+
+    def set_initial_pose(self, t_map_body: np.ndarray, sigmas: np.ndarray) -> None:
+        """Where the first keyframe is (4x4, on a loaded map) and how well that is known
+        ((6,) sigmas [rho m, phi rad]): its registration starts there with that prior."""
+        if self._keyframes:
+            raise RuntimeError("the initial pose applies before the first keyframe")
+        self._initial = (np.asarray(t_map_body, dtype=np.float64), np.asarray(sigmas, dtype=np.float64))
+
+    def keyframe_records(self) -> list[FrozenKeyframe]:
+        """The window's keyframes as they stand (poses, observations), oldest first."""
+        if not self._keyframes:
+            return []
+        poses = pose_matrices(self.wm.get_variable_values([k.var for k in self._keyframes]))
+        return [FrozenKeyframe(k.stamp, p, k.level, k.cells, k.t_key) for k, p in zip(self._keyframes, poses)]
 
     def set_planar(self, planar: bool) -> None:
         """Choose planar mode before the first keyframe (see the module doc)."""
@@ -245,12 +261,16 @@ class SlidingWindow:
         pts = pts @ level[:3, :3].T + level[:3, 3]
         t_pred = self.t_map_odom @ t_odom
         increment = np.linalg.inv(self._keyframes[-1].t_odom_body) @ t_odom if self._keyframes else np.eye(4)
+        sigmas = self.cfg.odom_sigmas(increment)
+        if not self._keyframes and self._initial is not None:  # the first keyframe on a loaded map
+            t_pred, sigmas = self._initial
+            t_pred = split_planar(t_pred)[0] if self.planar else t_pred
+            self._initial = None
         reg = None
         if self.cfg.registration.enabled and (self._voxels or len(self.local.frozen)):
             self._place()
             target = self.local.target(t_pred[:3, 3], self.cfg.voxel.max_range)
-            reg = register(pts, t_pred, target, self.cfg.odom_sigmas(increment), self.cfg.registration,
-                           planar=self.planar)
+            reg = register(pts, t_pred, target, sigmas, self.cfg.registration, planar=self.planar)
             self.registrations["rejected" if reg.rejected else "few_matches" if not reg.used
                                else "degenerate" if reg.degenerate else "matched"] += 1
         t_map_body = reg.t_map_body if reg is not None else t_pred
@@ -445,8 +465,9 @@ class SlidingWindow:
         old = self._keyframes.pop(0)
         pose = self._pose(old.var)
         self.trajectory.append((old.stamp, pose @ old.level))
-        self.local.freeze(old.cells, pose)
-        self.leaving.append(FrozenKeyframe(old.stamp, pose, old.level, old.cells, old.t_key))
+        if self.grow_map:
+            self.local.freeze(old.cells, pose)
+            self.leaving.append(FrozenKeyframe(old.stamp, pose, old.level, old.cells, old.t_key))
         # the odom factor from `old` to the new oldest keyframe is owned by the latter
         new_first = self._keyframes[0]
         edits = [old.obs] + [np.array([f], dtype=np.int64) for f in (old.odom, new_first.odom, self._anchor)

@@ -105,7 +105,15 @@ class SlamNode(LifecycleNode):
             self._configure_error = str(err)
             self.get_logger().error(f"cannot configure: {err}")
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = SlamPipeline(pipeline_cfg)
+        try:
+            self.pipeline = SlamPipeline(pipeline_cfg)  # reads map_file
+        except ValueError as err:  # MapFileError, or a map that does not fit the parameters
+            self._configure_error = str(err)
+            self.get_logger().error(f"cannot configure: {err}")
+            return TransitionCallbackReturn.FAILURE
+        if self.pipeline.loaded_keyframes:
+            self.get_logger().info(f"map {pipeline_cfg.map_file}: {self.pipeline.loaded_keyframes} keyframes, "
+                                   f"{len(self.pipeline.window.local.frozen)} voxels; mode {pipeline_cfg.mode}")
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self._last_markers = -np.inf
@@ -120,15 +128,14 @@ class SlamNode(LifecycleNode):
         # it out of full garbage collections, which caused the worst latency spikes
         gc.collect()
         gc.freeze()
-        pub = self.create_lifecycle_publisher
-        self.pub_path = pub(Path, "~/path", 10)
-        self.pub_odom = pub(Odometry, "~/odometry", 50)
-        self.pub_markers = pub(MarkerArray, "~/voxels", 1)
+        self.pub_path = self.create_lifecycle_publisher(Path, "~/path", 10)
+        self.pub_odom = self.create_lifecycle_publisher(Odometry, "~/odometry", 50)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/voxels", 1)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_map = pub(PointCloud2, "~/map", latched)
-        self.pub_status = pub(self.SlamStatus, "~/status", 10)
-        self.pub_tf = pub(self.TFMessage, "/tf", 100) if self.cfg.publish_tf else None
+        self.pub_map = self.create_lifecycle_publisher(PointCloud2, "~/map", latched)
+        self.pub_status = self.create_lifecycle_publisher(self.SlamStatus, "~/status", 10)
+        self.pub_tf = self.create_lifecycle_publisher(self.TFMessage, "/tf", 100) if self.cfg.publish_tf else None
         self._io_publishers = [p for p in (self.pub_path, self.pub_odom, self.pub_markers, self.pub_map,
                                          self.pub_status, self.pub_tf) if p is not None]
         self._solve_lock = threading.Lock()  # the window: worker vs services

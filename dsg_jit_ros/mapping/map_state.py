@@ -1,0 +1,64 @@
+"""The pipeline's map as a ``MapState`` (``io.map_file``) and back.
+
+``capture``: every keyframe the pipeline holds, in time order: the global graph's
+nodes (keyframes that left the window, at their graph poses) and the window's
+keyframes (at their current estimates), each with its voxel observations.
+``restore``: a fresh pipeline takes a saved map as its frozen map (and its graph's
+nodes, so loops can close against it); in localization mode it tracks against the
+map without adding to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsg_jit_ros.io.map_file import MapState
+from dsg_jit_ros.mapping.association import CellObservations
+
+_EMPTY_CELLS = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3, 3)))
+
+
+def capture(pipeline) -> MapState:
+    """The map of ``pipeline`` (a ``SlamPipeline``) as a ``MapState``."""
+    graph, window = pipeline.graph, pipeline.window
+    records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, graph.all_poses())]
+    if window.grow_map:  # localization does not extend the map it was given
+        records += [(k.stamp, k.t_map_body, k.level, k.cells, k.t_key) for k in window.keyframe_records()]
+    cells = [c if c is not None else None for *_, c, _ in records]
+    sizes = [len(c) if c is not None else 0 for c in cells]
+    parts = [(c.keys, c.count, c.mean_body, c.scatter_body) if c is not None else _EMPTY_CELLS for c in cells]
+    stack = lambda i, empty: np.concatenate([p[i] for p in parts]) if parts else empty  # noqa: E731
+    return MapState(
+        voxel_size=pipeline.cfg.window.voxel.voxel_size, planar=bool(pipeline.planar),
+        stamps=np.array([r[0] for r in records], dtype=np.float64),
+        poses=np.array([r[1] for r in records]).reshape(-1, 4, 4),
+        levels=np.array([r[2] for r in records]).reshape(-1, 4, 4),
+        key_poses=np.array([r[4] for r in records]).reshape(-1, 4, 4),
+        cell_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        keys=stack(0, _EMPTY_CELLS[0]).astype(np.int64), count=stack(1, _EMPTY_CELLS[1]),
+        mean_body=stack(2, _EMPTY_CELLS[2]), scatter_body=stack(3, _EMPTY_CELLS[3]))
+
+
+def cells_of(state: MapState, i: int) -> CellObservations:
+    """Keyframe ``i``'s observations."""
+    r = state.rows(i)
+    return CellObservations(state.keys[r], state.count[r], state.mean_body[r], state.scatter_body[r], 0, 0, 0)
+
+
+def restore(pipeline, state: MapState) -> None:
+    """Load ``state`` into ``pipeline`` (before its first keyframe): the frozen map and the
+    global graph's nodes.  ValueError if the map does not fit the configuration."""
+    if pipeline.keyframes:
+        raise ValueError("a map can only be loaded before the first keyframe")
+    voxel = pipeline.cfg.window.voxel.voxel_size
+    if abs(state.voxel_size - voxel) > 1e-9 * voxel:
+        raise ValueError(f"the map has {state.voxel_size} m voxels, the node is configured for {voxel} m")
+    if pipeline.planar is not None and pipeline.planar != state.planar:
+        raise ValueError(f"the map is {'planar' if state.planar else '3D'}, the node's planar mode says otherwise")
+    pipeline.set_planar(state.planar)
+    frozen = []
+    for i in range(len(state)):
+        cells = cells_of(state, i)
+        pipeline.graph.add(float(state.stamps[i]), state.poses[i], state.levels[i], cells, state.key_poses[i])
+        frozen.append((cells, state.poses[i], state.key_poses[i]))
+    pipeline.window.local.rebuild(frozen)

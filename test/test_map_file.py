@@ -1,0 +1,130 @@
+"""Saving the map, loading it, localizing in it (issue 8, item 5).
+
+Oracles: the mapping run's own trajectory (localization on the same data, from a
+different odometry origin and a wrong initial pose, must land within 5 cm of it),
+the saved arrays (a round trip is exact), and broken files (each gives one sentence
+naming the problem; the node stays up, unconfigured)."""
+
+import dataclasses
+import zipfile
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from dsg_jit_ros.io.map_file import MapFileError, read_map, write_map
+from dsg_jit_ros.mapping.export import save_outputs
+from dsg_jit_ros.mapping.map_state import capture
+from dsg_jit_ros.mapping.pipeline import SlamPipeline
+from ros_helpers import SMALL_WINDOW
+from test_pipeline import CFG
+from test_window import ate, se2, simulate
+
+
+def _feed(p, odom, clouds, stamps):
+    for t, o, c in zip(stamps, odom, clouds):
+        p.add_odometry(t, o)
+        p.add_cloud(t, c)
+    p.add_odometry(stamps[-1] + 0.1, odom[-1])
+    p.process_ready()
+    return np.array([m for _, m in p.window.keyframe_poses])
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    truth, odom, clouds = simulate(24, np.random.default_rng(3))
+    stamps = np.arange(len(odom), dtype=float)
+    p = SlamPipeline(CFG)
+    poses = _feed(p, odom, clouds, stamps)
+    out = tmp_path_factory.mktemp("map")
+    files = save_outputs(p, out)
+    return p, poses, out / "map.npz", files, (truth, odom, clouds, stamps)
+
+
+def test_the_saved_map_round_trips_exactly(mapped):
+    p, poses, path, files, _ = mapped
+    assert path in files
+    state = read_map(path)
+    ref = capture(p)
+    for f in dataclasses.fields(ref):
+        assert np.array_equal(getattr(state, f.name), getattr(ref, f.name)), f.name
+    assert len(state) == p.keyframes and state.cell_offsets[-1] == len(state.keys) > 0
+    # the keyframes in the file are where the trajectory says (planar part @ level)
+    assert np.allclose(state.poses @ state.levels, poses)
+
+
+def test_localization_on_the_saved_map_reproduces_the_trajectory(mapped):
+    p, poses, path, _, (truth, odom, clouds, stamps) = mapped
+    # another odometry origin (the robot's odometry starts at identity) and an initial
+    # pose 0.3 m and 0.1 rad off: registration to the map must find the way
+    origin = np.linalg.inv(odom[0])
+    guess = poses[0] @ se2(0.3, -0.2, 0.1)
+    x, y, z = guess[:3, 3]
+    yaw = float(np.arctan2(guess[1, 0], guess[0, 0]))
+    cfg = dataclasses.replace(CFG, mode="localization", map_file=str(path), initial_pose=(x, y, z, 0.0, 0.0, yaw))
+    loc = SlamPipeline(cfg)
+    frozen_voxels = len(loc.window.local.frozen)
+    assert loc.loaded_keyframes == len(poses) and frozen_voxels > 0
+    est = _feed(loc, [origin @ o for o in odom], clouds, stamps)
+    assert len(est) == len(poses)
+    err = np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1)
+    assert err.max() < 0.05, err
+    assert len(loc.window.local.frozen) == frozen_voxels  # the map was not extended
+    assert ate(est, truth) < 0.5 * ate(odom, truth)
+    # counter-example: without the map, the same odometry origin gives another frame altogether
+    blind = _feed(SlamPipeline(CFG), [origin @ o for o in odom], clouds, stamps)
+    assert np.linalg.norm(blind[:, :3, 3] - poses[:, :3, 3], axis=1).max() > 1.0
+
+
+def test_broken_map_files_give_one_clear_sentence(mapped, tmp_path):
+    _, _, path, _, _ = mapped
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MapFileError, match="truncated or corrupted"):
+        read_map(truncated)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(MapFileError, match="truncated or corrupted"):
+        read_map(garbage)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.zeros(3))
+    with pytest.raises(MapFileError, match="not a dsg_jit_ros.map file"):
+        read_map(foreign)
+    state = read_map(path)
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(tmp_path / "v2.npz", "w") as out:
+        for name in z.namelist():
+            if name != "version.npy":
+                out.writestr(name, z.read(name))
+    np_v2 = dict(np.load(tmp_path / "v2.npz"))
+    np.savez(tmp_path / "v2.npz", version=np.array(2), **np_v2)
+    with pytest.raises(MapFileError, match="version 2"):
+        read_map(tmp_path / "v2.npz")
+    bad = dataclasses.replace(state, cell_offsets=state.cell_offsets[:-1])
+    with pytest.raises(ValueError, match="cell_offsets"):
+        write_map(tmp_path / "bad.npz", bad)
+    with pytest.raises(MapFileError, match="no such file"):
+        read_map(tmp_path / "absent.npz")
+    with pytest.raises(MapFileError):
+        SlamPipeline(dataclasses.replace(CFG, map_file=str(truncated)))
+
+
+def test_a_node_with_a_broken_map_file_stays_up_unconfigured(tmp_path):
+    from dsg_jit_ros.ros.slam_node import SlamNode
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        params = [Parameter(k, value=v) for k, v in SMALL_WINDOW.items()]
+        params += [Parameter("map_file", value=str(broken)), Parameter("autostart", value=False)]
+        node = SlamNode(context=ctx, parameter_overrides=params)
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "truncated or corrupted" in node._configure_error and node.pipeline is None
+        assert node._state_machine.current_state[1] == "unconfigured"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
