@@ -128,3 +128,68 @@ def test_a_node_with_a_broken_map_file_stays_up_unconfigured(tmp_path):
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_the_node_relocalizes_from_initialpose_on_a_loaded_map(mapped):
+    """In-process node in localization mode on the saved map: /initialpose (0.36 m, 0.1 rad
+    off) then odometry from another origin and the clouds; the path lands on the mapping
+    run's keyframes."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from nav_msgs.msg import Odometry, Path
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+
+    from dsg_jit_ros.ros import convert
+    from dsg_jit_ros.ros.slam_node import SlamNode
+    from ros_helpers import cloud_msg, odom_msg, spin_until
+
+    _, poses, path, _, (truth, odom, clouds, stamps) = mapped
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        params = [Parameter(k, value=v) for k, v in SMALL_WINDOW.items()]
+        params += [Parameter("map_file", value=str(path)), Parameter("mode", value="localization"),
+                   Parameter("warmup", value=False)]
+        node = SlamNode(context=ctx, parameter_overrides=params)
+        assert node.pipeline.loaded_keyframes == len(poses)
+        io = rclpy.create_node("reloc_io", context=ctx)
+        pub_init = io.create_publisher(PoseWithCovarianceStamped, "/initialpose", 1)
+        pub_odom = io.create_publisher(Odometry, "odom", reliable)
+        pub_points = io.create_publisher(PointCloud2, "points", reliable)
+        got = []
+        io.create_subscription(Path, "/dsg_jit_slam/path", got.append, reliable)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(io)
+        spin_until(ex, lambda: pub_init.get_subscription_count() > 0 and pub_points.get_subscription_count() > 0,
+                   20, "the node's subscriptions")
+        guess = poses[0] @ se2(0.3, -0.2, 0.1)
+        msg = PoseWithCovarianceStamped(header=Header(frame_id="odom"))
+        msg.pose.pose = convert.matrix_to_pose(guess)
+        pub_init.publish(msg)  # wrong frame: counted, not used
+        spin_until(ex, lambda: node.pipeline.dropped_snapshot().get("initialpose_unknown_frame"), 10, "rejection")
+        msg.header.frame_id = "map"
+        cov = np.zeros((6, 6))
+        cov[[0, 1, 2], [0, 1, 2]], cov[[3, 4, 5], [3, 4, 5]] = 0.4 ** 2, 0.2 ** 2
+        msg.pose.covariance = cov.reshape(-1).tolist()
+        pub_init.publish(msg)
+        spin_until(ex, lambda: node.pipeline.relocalizations == 1, 10, "the initial pose to be taken")
+        origin = np.linalg.inv(odom[0])
+        for k, (t, o, c) in enumerate(zip(stamps, odom, clouds)):
+            pub_odom.publish(odom_msg(t, origin @ o))
+            pub_points.publish(cloud_msg(t, c))
+            # a cloud is solved once the next odometry covers its stamp
+            spin_until(ex, lambda: node.pipeline.keyframes >= k, 60, f"keyframe {k - 1}")
+        pub_odom.publish(odom_msg(stamps[-1] + 0.1, origin @ odom[-1]))
+        spin_until(ex, lambda: node.pipeline.keyframes == len(poses), 60, "the last keyframe")
+        spin_until(ex, lambda: len(got) and len(got[-1].poses) == len(poses), 20, f"the whole path ({len(got[-1].poses) if got else 0})")
+        est = np.array([convert.pose_to_matrix(p.pose) for p in got[-1].poses])
+        assert np.linalg.norm(est[:, :3, 3] - poses[:, :3, 3], axis=1).max() < 0.05
+        ex.shutdown()
+        node.destroy_node()
+        io.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

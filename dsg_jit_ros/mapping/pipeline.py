@@ -140,6 +140,7 @@ class SlamPipeline:
         self.dropped: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
+        self.relocalizations = 0  # relocalize() calls (kept across resets)
         self.reset()
 
     # ---- state ------------------------------------------------------------
@@ -367,6 +368,23 @@ class SlamPipeline:
         self.planar = bool(planar)
         self.window.set_planar(self.planar)
         self.graph.set_planar(self.planar)
+
+    def relocalize(self, t_map_body: np.ndarray, sigmas: np.ndarray | None = None) -> None:
+        """Start tracking again on the loaded map from ``t_map_body`` (4x4) with prior
+        ``sigmas`` ((6,) [m, rad]; default ``initial_pose_sigma``): the trajectory and
+        buffers are forgotten, the loaded map is kept.  ValueError without a map."""
+        if not self.cfg.map_file:
+            raise ValueError("no map_file loaded: nothing to localize in")
+        t = np.asarray(t_map_body, dtype=np.float64)
+        if t.shape != (4, 4) or not np.all(np.isfinite(t)):
+            raise ValueError("the initial pose must be a finite 4x4 transform")
+        if sigmas is None:
+            st, sr = self.cfg.initial_pose_sigma
+            sigmas = np.array([st] * 3 + [sr] * 3)
+        with self._lock:
+            self._reset()
+            self.window.set_initial_pose(t, np.asarray(sigmas, dtype=np.float64))
+            self.relocalizations += 1
 
     def _load_map(self) -> None:
         """Start from ``map_file`` (read once, kept for resets): its keyframes are the frozen

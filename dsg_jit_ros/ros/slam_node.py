@@ -12,6 +12,9 @@ ROS-free ``SlamPipeline`` (keyframes, sliding window, jitted LM); publishes
 - ``~/map``       PointCloud2 of voxel centres (transient local, throttled),
 - ``~/status``    dsg_jit_ros_msgs/SlamStatus per keyframe,
 
+takes ``/initialpose`` (geometry_msgs/PoseWithCovarianceStamped, map frame:
+re-localize on the loaded map),
+
 and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
 (std_srvs/Trigger).  Every rejected input is counted in the status and logged
 (throttled per reason).  A lifecycle node (``~/change_state``, ``~/get_state``,
@@ -38,6 +41,7 @@ from collections import Counter
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -154,7 +158,8 @@ class SlamNode(LifecycleNode):
         result = super().on_activate(state)  # publishers first: a keyframe may follow at once
         self._io_subscriptions = [
             self.create_subscription(Odometry, "odom", self._on_odom, qos(self.cfg.odom_queue_depth)),
-            self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth))]
+            self.create_subscription(PointCloud2, "points", self._on_points, qos(self.cfg.points_queue_depth)),
+            self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initial_pose, 1)]
         self.get_logger().info(
             f"active: listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
@@ -241,6 +246,30 @@ class SlamNode(LifecycleNode):
         self.pub_odom.publish(convert.odometry_msg(msg, self.cfg.map_frame, correction @ t_odom_body, cov))
         self._publish_tf(correction, msg.header.stamp)
         self._queued(self.pipeline.select_ready())
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        """RViz's "2D Pose Estimate": re-localize on the loaded map from this pose (its
+        covariance, when given, sets the registration prior)."""
+        if msg.header.frame_id != self.cfg.map_frame:
+            self._count("initialpose_unknown_frame", f"/initialpose in {msg.header.frame_id!r}, "
+                        f"expected {self.cfg.map_frame!r}")
+            return
+        try:
+            t_map_body = convert.pose_to_matrix(msg.pose.pose)
+            cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+            var = np.diag(cov)
+            sigmas = None
+            if np.all(np.isfinite(var)) and var[[0, 1, 5]].min() > 0:
+                st, sr = float(np.sqrt(var[:3].max())), float(np.sqrt(var[3:].max()))
+                sigmas = np.array([st] * 3 + [sr] * 3)
+            with self._solve_lock:
+                self.pipeline.relocalize(t_map_body, sigmas)
+        except (ValueError, convert.ConversionError) as err:
+            self._count("initialpose_rejected", f"/initialpose not used: {err}")
+            return
+        self.published_keyframes = 0
+        x, y = t_map_body[0, 3], t_map_body[1, 3]
+        self.get_logger().info(f"re-localizing from /initialpose at ({x:.2f}, {y:.2f}) m on the loaded map")
 
     def _on_points(self, msg: PointCloud2) -> None:
         self.received["points"] += 1
