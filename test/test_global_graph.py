@@ -102,3 +102,39 @@ def test_recell_pools_cells_exactly():
     # keyed under the association's own pose nothing moves
     same = recell(cells, np.eye(4), 0.2)
     assert np.array_equal(same.keys, cells.keys) and np.allclose(same.scatter_body, cells.scatter_body)
+
+
+def test_rebase_moves_window_and_frozen_map_rigidly():
+    """After a graph solve the window is moved by the correction C: a rigid C moves every
+    keyframe and every map point by C (closed form).  Not exactly: the voxel grid stays
+    fixed in the map frame, so the moved observations are cut into voxels anew and the
+    re-solve lands up to ~1 cm away (measured 8.8 mm here)."""
+    from dsg_jit_ros.mapping.window import SlidingWindow, WindowConfig
+    from test_window import simulate
+
+    truth, odom, clouds = simulate(12, np.random.default_rng(4))
+    window = SlidingWindow(WindowConfig(window_size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600,
+                                        max_observations=3000))
+    for k, (o, c) in enumerate(zip(odom, clouds)):
+        window.add_keyframe(float(k), o, c)
+    frozen = [(f.cells, f.t_map_body, f.t_key) for f in window.leaving]
+    poses = np.array([m for _, m in window.keyframe_poses])
+    before = window.local.frozen
+    n0, mean0 = before.all_stats().count, before.means()
+    c = _planar(0.7, -0.4, 0.2)
+    c[2, 3] = 0.1
+    window.rebase(c, [(cells, c @ p, c @ k) for cells, p, k in frozen],
+                  [(s, c @ m) for s, m in window.trajectory])
+    moved = np.array([m for _, m in window.keyframe_poses])
+    assert np.abs(moved - c @ poses).max() < 0.02
+    # the frozen map holds the same points moved by C: same count, centroid moved by C (cells
+    # are re-keyed by their means, and half-cells split by a voxel face may pool into one)
+    after = window.local.frozen
+    n1, mean1 = after.all_stats().count, after.means()
+    assert n1.sum() == n0.sum()
+    centroid0 = (n0[:, None] * mean0).sum(axis=0) / n0.sum()
+    centroid1 = (n1[:, None] * mean1).sum(axis=0) / n1.sum()
+    assert np.allclose(centroid1, c[:3, :3] @ centroid0 + c[:3, 3], atol=1e-9)
+    # and the window keeps mapping where it now is
+    stats = window.add_keyframe(12.0, odom[-1] @ _planar(0.5, 0.0, 0.0), clouds[-1])
+    assert stats.keyframes_in_window == 5

@@ -438,14 +438,27 @@ class SlamPipeline:
         before = graph.optimize()
         after = graph.all_poses()
         correction = after[-1] @ np.linalg.inv(before[-1])
-        self.window.rebase(correction, [(n.cells, p, p @ n.key_offset) for n, p in zip(graph.nodes, after)],
+        # a keyframe whose points move by less than a quarter voxel keeps its voxel keys:
+        # re-keying re-cuts the map for nothing (and measurably perturbs it)
+        keep = self._moved_little(before, after)
+        keyed = np.where(keep[:, None, None], before, after)
+        self.window.rebase(correction, [(n.cells, p, k @ n.key_offset) for n, p, k in zip(graph.nodes, after, keyed)],
                            [(n.stamp, p @ n.level) for n, p in zip(graph.nodes[self.loaded_keyframes:],
-                                                                   after[self.loaded_keyframes:])])
+                                                                   after[self.loaded_keyframes:])],
+                           rekey=not keep[-1])
         ms = 1e3 * (time.perf_counter() - start)
         moved = float(np.linalg.norm(correction[:3, 3]))
         return tuple(f"loop closed: keyframe at {graph.nodes[a.newer].stamp:.2f} s sees the one at "
                      f"{graph.nodes[a.older].stamp:.2f} s (overlap {a.overlap:.0%}); graph solved and map "
                      f"re-based in {ms:.0f} ms, the window moved {moved:.3f} m" for a in closed)
+
+    def _moved_little(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """(n,) whether each pose's points within sensor range moved by less than a quarter
+        voxel between ``before`` and ``after`` (n, 4, 4)."""
+        d = np.linalg.inv(before) @ after
+        angle = np.arccos(np.clip((np.trace(d[:, :3, :3], axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0))
+        shift = np.linalg.norm(d[:, :3, 3], axis=1) + angle * self.cfg.window.voxel.max_range
+        return shift < 0.25 * self.cfg.window.voxel.voxel_size
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body

@@ -302,12 +302,13 @@ class SlidingWindow:
         return stats
 
     def rebase(self, correction: np.ndarray, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
-               trajectory: list[tuple[float, np.ndarray]]) -> None:
+               trajectory: list[tuple[float, np.ndarray]], rekey: bool = True) -> None:
         """After the global graph moved: move the window rigidly by ``correction`` (4x4,
         map frame, ``T <- C T``), rebuild the frozen map from ``frozen`` (cells,
         T_map_body, keying pose: ``local_map.placed_map``), and replace the frozen keyframes' poses by ``trajectory``.  The
         window's observations are re-keyed under their keying poses moved by the correction
-        (new voxel variables at the means of all their points, then a full solve)."""
+        (``rekey``; else they keep their voxels), new voxel variables at the means of all
+        their points, then a full solve."""
         c = np.asarray(correction, dtype=np.float64)
         self.trajectory = list(trajectory)
         self.local.rebuild(frozen)
@@ -318,7 +319,7 @@ class SlidingWindow:
             self.wm.set_variable_value(kf.var, value)
         self.wm.set_factors([self._anchor], {"target": pose_values(poses[:1])})
         for kf, pose in zip(self._keyframes, poses):
-            cells, t_key = kf.cells, c @ kf.t_key
+            cells, t_key = kf.cells, (c @ kf.t_key if rekey else kf.t_key)
             self._forget_observations(kf)
             if cells is not None:
                 self._insert(kf, recell(cells, t_key, self.cfg.voxel.voxel_size), t_key)
