@@ -67,11 +67,7 @@ def run_ours(log, cfg):
     pipe = SlamPipeline(cfg)
     pipe.warm_up()
     start = time.perf_counter()
-    for kind, stamp, value in log.events():
-        if kind == "odom":
-            pipe.add_odometry(stamp, value)
-        else:
-            pipe.add_cloud(stamp, value)
+    log.replay(pipe)
     elapsed = time.perf_counter() - start
     poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds())
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),

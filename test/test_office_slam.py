@@ -21,11 +21,7 @@ def test_office_slice_local_relations_well_under_odometry(tmp_path):
     log = read_laser_log(bag)
     pipe = SlamPipeline(load_pipeline_config(REPO / "config" / "planar_laser.yaml"))
     pipe.warm_up()
-    for kind, stamp, value in log.events():
-        if kind == "odom":
-            pipe.add_odometry(stamp, value)
-        else:
-            pipe.add_cloud(stamp, value)
+    log.replay(pipe)
     assert pipe.planar and pipe.compilations_after_warmup() == 0
     odom = log.odometry_at_clouds()
     est = poses_at(pipe, log.cloud_stamps, odom)

@@ -29,11 +29,7 @@ def test_real_log_slice_is_mapped_more_consistently_than_odometry(bag, scans):
     assert len(log.clouds) == scans
     pipe = SlamPipeline(load_pipeline_config(REPO / "config" / "planar_laser.yaml"))
     pipe.warm_up()
-    for kind, stamp, value in log.events():
-        if kind == "odom":
-            pipe.add_odometry(stamp, value)
-        else:
-            pipe.add_cloud(stamp, value)
+    log.replay(pipe)
     assert pipe.compilations_after_warmup() == 0
     assert set(pipe.dropped_snapshot()) <= {"odom_jump", "points_out_of_range"}, pipe.dropped_snapshot()
     assert pipe.planar and pipe.keyframes > 100

@@ -60,6 +60,15 @@ class LaserLog:
             else:
                 yield "cloud", float(self.cloud_stamps[i]), self.clouds[i]
 
+    def replay(self, pipeline) -> None:
+        """Feed every message, in bag order, to a ``SlamPipeline`` (as the node would,
+        solving each keyframe as soon as it is ready)."""
+        for kind, stamp, value in self.events():
+            if kind == "odom":
+                pipeline.add_odometry(stamp, value)
+            else:
+                pipeline.add_cloud(stamp, value)
+
     def odometry_at_clouds(self, max_dt: float = 1e-6) -> np.ndarray:
         """(m, 4, 4) ``T_odom_base`` of the odometry message nearest in time to each cloud.
 
