@@ -2,11 +2,7 @@
 
 Oracles: ground truth of a synthetic planar loop (the graph's solve must remove most
 of the drift a correct loop edge reveals) and raw points grouped directly (``recell``
-pools cells exactly).  Not covered yet (loop closure is off by default): a wrong loop
-edge 3 m / 0.3 rad off on a perfect 20-edge chain is *not* removed today (its whitened
-error after the least-squares round is 4.6 < max_residual 5, the map bends by 2.3 m);
-a chi-square test against the chain's relative covariance is the planned fix.
-"""
+pools cells exactly); a wrong loop edge must not bend the map."""
 
 import numpy as np
 
@@ -69,6 +65,29 @@ def test_a_correct_loop_edge_removes_most_of_the_drift():
     assert len(g.loops) == 1 and g.rejected_loops == 0
     # planar: z, roll and pitch stay exactly as given
     assert np.allclose(g.all_poses()[:, 2, :3], [0, 0, 1]) and np.allclose(g.all_poses()[:, :3, 3][:, 2], 0)
+
+
+def test_a_wrong_loop_edge_is_refused_and_does_not_bend_the_map():
+    truth = _square_loop()
+    est = _drifting_chain(truth, yaw_bias=0.0)  # a perfect chain
+    g = _graph(est)
+    wrong = np.linalg.inv(truth[0]) @ truth[20] @ _planar(3.0, 0.0, 0.3)  # a look-alike place 3 m off
+    g.add_loop(0, 20, wrong)
+    g.optimize()
+    assert g.rejected_loops == 1 and not g.loops
+    assert _ate(g.all_poses(), truth) < 1e-6
+    # forced past the chain test, the Cauchy kernel still down-weights it: the map moves < 5 cm
+    forced = _graph(est)
+    forced._chain_agrees = lambda edge: True
+    forced.add_loop(0, 20, wrong)
+    forced.optimize()
+    assert _ate(forced.all_poses(), truth) < 0.05
+    # counter-example: plain least squares (no test, no kernel) bends the map by metres
+    plain = _graph(est, LoopConfig(enabled=True, kernel_scale=1e6, max_residual=1e6))
+    plain._chain_agrees = lambda edge: True
+    plain.add_loop(0, 20, wrong)
+    plain.optimize()
+    assert _ate(plain.all_poses(), truth) > 1.0
 
 
 def test_the_graph_retires_its_oldest_nodes_at_capacity():

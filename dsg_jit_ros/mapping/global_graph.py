@@ -6,8 +6,9 @@ its *submap*, placed wherever the node goes, so the map moves with the graph.
 Consecutive nodes are linked by ``between_se3`` factors measuring the window's
 relative estimate, with sigmas that grow with the motion between them
 (``LoopConfig.chain_*``).  Loop closures (``mapping.loop_closure``) add
-``between_se3`` factors with a Cauchy kernel, so a wrong one that slipped through
-verification is down-weighted instead of bending the map.
+``between_se3`` factors with a Cauchy kernel.  A wrong one that slipped through
+verification is refused by a chi-square test against the chain's propagated
+covariance before the solve, or removed after it when its residual stays large.
 
 The graph lives in one WorldModel of fixed capacity (``LoopConfig.capacity``
 nodes; the jitted LM with the host sparse Cholesky compiles once).  When it is
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
-from dsg_jit_ros.mapping.planar import PLANAR_FIXED
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 from dsg_jit_ros.world.model import WorldModel
 
+CHI2_999 = {3: 16.27, 6: 22.46}  # 99.9 % quantiles of chi-square with 3 and 6 degrees of freedom
 PLAIN_SCALE = 1e6  # a Cauchy kernel this wide is least squares for any loop error that can occur
 
 
@@ -107,6 +109,7 @@ class Node:
     cells: CellObservations | None  # the submap: its voxel observations, body frame
     travelled: float  # metres along the trajectory from the first node
     key_offset: np.ndarray  # T_body_keybody: the pose its cells were keyed under is pose @ key_offset
+    chain: tuple[np.ndarray, np.ndarray] | None = None  # (T_prev_this, sigmas) of the edge from the previous node
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class GlobalGraph:
         self._anchor: int | None = None
         self._chain: dict[int, int] = {}  # node index -> factor from the previous node
         self._retired: list[np.ndarray] = []  # last poses of the nodes merged away (index < first)
+        self._checked: set[int] = set()  # loop factors that passed the chain test
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -165,18 +169,20 @@ class GlobalGraph:
         var = int(self.wm.add_variables("pose_se3", pose_values(t_map_body[None]))[0])
         if self.planar:
             self.wm.set_fixed_dofs([var], PLANAR_FIXED)
-        travelled = 0.0
+        travelled, chain = 0.0, None
         if self.nodes:
             prev = self.nodes[-1]
             inc = np.linalg.inv(self.poses([len(self.nodes) - 1])[0]) @ t_map_body
             travelled = prev.travelled + float(np.linalg.norm(inc[:3, 3]))
+            chain = (inc, self.cfg.chain_sigmas(inc))
             self._chain[len(self.nodes)] = self.wm.add_factor(
-                "between_se3", (prev.var, var), {"T_ij": inc, "sigma": self.cfg.chain_sigmas(inc)})
+                "between_se3", (prev.var, var), {"T_ij": inc, "sigma": chain[1]})
         else:
             self._anchor = self.wm.add_factor("prior", (var,), {"target": pose_values(t_map_body[None])[0],
                                                                  "sigma": 1e-6})
         key_offset = np.eye(4) if t_key is None else np.linalg.inv(t_map_body) @ t_key
-        self.nodes.append(Node(float(stamp), var, np.asarray(level, dtype=np.float64), cells, travelled, key_offset))
+        self.nodes.append(Node(float(stamp), var, np.asarray(level, dtype=np.float64), cells, travelled, key_offset,
+                               chain))
         return len(self.nodes) - 1
 
     def add_loop(self, older: int, newer: int, t_older_newer: np.ndarray) -> LoopEdge:
@@ -198,6 +204,8 @@ class GlobalGraph:
         solved again from the start with the Cauchy kernel.  Returns the (n, 4, 4) poses
         before the solve."""
         before = self.all_poses()
+        self._drop(e for e in self.loops if e.factor not in self._checked and not self._chain_agrees(e))
+        self._checked.update(e.factor for e in self.loops)
         if not self.loops:
             return before
         fids = np.array([e.factor for e in self.loops], dtype=np.int64)
@@ -205,9 +213,7 @@ class GlobalGraph:
         self._solve()
         bad = [e for e in self.loops if self._whitened_error(e) > self.cfg.max_residual]
         if bad:
-            self.wm.remove_factors(np.array([e.factor for e in bad], dtype=np.int64))
-            self.loops = [e for e in self.loops if e not in bad]
-            self.rejected_loops += len(bad)
+            self._drop(bad)
             for node, value in zip(self.nodes[self.first:], pose_values(before[self.first:])):
                 self.wm.set_variable_value(node.var, value)
         if self.loops:
@@ -215,6 +221,34 @@ class GlobalGraph:
                                 {"robust": ("cauchy", self.cfg.kernel_scale)})
         self._solve()
         return before
+
+    def _drop(self, edges) -> None:
+        """Remove loop edges (counted in ``rejected_loops``)."""
+        edges = list(edges)
+        if edges:
+            self.wm.remove_factors(np.array([e.factor for e in edges], dtype=np.int64))
+            self.loops = [e for e in self.loops if e not in edges]
+            self.rejected_loops += len(edges)
+
+    def _chain_agrees(self, edge: LoopEdge) -> bool:
+        """Chi-square test of a new loop edge against the chain between its nodes: the
+        loop's error at the current estimate, whitened by the chain's propagated relative
+        covariance plus the loop edge's own, is below the 99.9 % quantile.  A look-alike
+        place several chain sigmas away is refused before it can bend the map."""
+        i, j = edge.older, edge.newer
+        cov = np.zeros((6, 6))
+        tail = np.eye(4)  # product of the chain edges after edge k, up to node j
+        for k in range(j, i, -1):
+            inc, sig = self.nodes[k].chain
+            ad = adjoint_matrix(np.linalg.inv(tail))
+            cov += ad @ np.diag(sig ** 2) @ ad.T
+            tail = inc @ tail
+        ti, tj = self.poses([i, j])
+        err = pose_values((np.linalg.inv(edge.t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
+        cov += np.diag(self.cfg.loop_sigmas() ** 2)
+        dofs = np.array([0, 1, 5]) if self.planar else np.arange(6)
+        m2 = float(err[dofs] @ np.linalg.solve(cov[np.ix_(dofs, dofs)], err[dofs]))
+        return m2 <= CHI2_999[len(dofs)]
 
     def _solve(self) -> None:
         cfg = LMConfig(linear_solver="sparse", max_iters=self.cfg.solver_iterations, rel_tol=1e-8)
