@@ -145,11 +145,11 @@ class LoopCloser:
         target = SurfaceTarget.build(submap.keys, submap.means(), submap.surfaces(rows, self.surface), self.voxel_size)
         # the local scan: the newest node and its predecessors, in the newest node's frame
         recent = list(range(max(graph.first, newer - SCAN_KEYFRAMES), newer + 1))
-        t_newer = graph.poses([newer])[0]
         poses = graph.poses(recent)
-        pts = np.concatenate([graph.nodes[i].cells.mean_body @ (np.linalg.inv(t_newer) @ p)[:3, :3].T
-                              + (np.linalg.inv(t_newer) @ p)[:3, 3]
-                              for i, p in zip(recent, poses) if graph.nodes[i].cells is not None])
+        t_newer = poses[-1]
+        rel = np.linalg.inv(t_newer) @ poses  # each recent node in the newest node's frame
+        pts = np.concatenate([graph.nodes[i].cells.mean_body @ r[:3, :3].T + r[:3, 3]
+                              for i, r in zip(recent, rel) if graph.nodes[i].cells is not None])
         t_pred = t_older_inv @ t_newer  # the newest node in the candidate's frame
         travelled = graph.nodes[newer].travelled - graph.nodes[older].travelled
         radius = cfg.search_radius + cfg.drift_per_metre * travelled

@@ -24,7 +24,7 @@ def capture(pipeline) -> MapState:
     records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, graph.all_poses())]
     if window.grow_map:  # localization does not extend the map it was given
         records += [(k.stamp, k.t_map_body, k.level, k.cells, k.t_key) for k in window.keyframe_records()]
-    cells = [c if c is not None else None for *_, c, _ in records]
+    cells = [r[3] for r in records]
     sizes = [len(c) if c is not None else 0 for c in cells]
     parts = [(c.keys, c.count, c.mean_body, c.scatter_body) if c is not None else _EMPTY_CELLS for c in cells]
     stack = lambda i, empty: np.concatenate([p[i] for p in parts]) if parts else empty  # noqa: E731

@@ -305,10 +305,10 @@ class SlidingWindow:
                trajectory: list[tuple[float, np.ndarray]], rekey: bool = True) -> None:
         """After the global graph moved: move the window rigidly by ``correction`` (4x4,
         map frame, ``T <- C T``), rebuild the frozen map from ``frozen`` (cells,
-        T_map_body, keying pose: ``local_map.placed_map``), and replace the frozen keyframes' poses by ``trajectory``.  The
-        window's observations are re-keyed under their keying poses moved by the correction
-        (``rekey``; else they keep their voxels), new voxel variables at the means of all
-        their points, then a full solve."""
+        T_map_body, keying pose: ``local_map.placed_map``) and replace the frozen
+        keyframes' poses by ``trajectory``.  The window's observations are re-keyed under
+        their keying poses moved by the correction (``rekey``; else they keep their
+        voxels), new voxel variables at the means of all their points, then a full solve."""
         c = np.asarray(correction, dtype=np.float64)
         self.trajectory = list(trajectory)
         self.local.rebuild(frozen)
