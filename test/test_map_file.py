@@ -193,3 +193,51 @@ def test_the_node_relocalizes_from_initialpose_on_a_loaded_map(mapped):
         io.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_load_map_service_replaces_the_map_or_keeps_it(mapped, tmp_path):
+    """~/load_map from another node: a garbage file is refused with one sentence and the
+    node keeps its map, as with an unknown mode; the saved map is then loaded (its
+    keyframes and voxels, the requested mode)."""
+    from dsg_jit_ros_msgs.srv import LoadMap
+    from rclpy.executors import SingleThreadedExecutor
+
+    from dsg_jit_ros.ros.slam_node import SlamNode
+    from ros_helpers import spin_until
+
+    p, poses, path, _, _ = mapped
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00" * 100)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        params = [Parameter(k, value=v) for k, v in SMALL_WINDOW.items()] + [Parameter("warmup", value=False)]
+        node = SlamNode(context=ctx, parameter_overrides=params)
+        before = node.pipeline
+        io = rclpy.create_node("load_io", context=ctx)
+        client = io.create_client(LoadMap, "/dsg_jit_slam/load_map")
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        ex.add_node(io)
+
+        def call(**kw):
+            assert client.wait_for_service(timeout_sec=10)
+            future = client.call_async(LoadMap.Request(**kw))
+            spin_until(ex, future.done, 30, "the load_map response")
+            return future.result()
+
+        bad = call(path=str(garbage))
+        assert not bad.success and "garbage.npz" in bad.message and "map kept" in bad.message
+        assert node.pipeline is before and node.pipeline.loaded_keyframes == 0
+        bad_mode = call(path=str(path), mode="surveying")
+        assert not bad_mode.success and "mode" in bad_mode.message and node.pipeline is before
+        ok = call(path=str(path), mode="localization")
+        assert ok.success and ok.keyframes == len(poses), ok.message
+        assert node.pipeline is not before and node.pipeline.cfg.mode == "localization"
+        assert node.pipeline.loaded_keyframes == len(poses)
+        assert len(node.pipeline.window.local.frozen) >= len(p.window.local.frozen) > 0
+        ex.shutdown()
+        node.destroy_node()
+        io.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

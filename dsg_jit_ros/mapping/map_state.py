@@ -19,9 +19,12 @@ _EMPTY_CELLS = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros((
 
 
 def capture(pipeline) -> MapState:
-    """The map of ``pipeline`` (a ``SlamPipeline``) as a ``MapState``."""
+    """The map of ``pipeline`` (a ``SlamPipeline``) as a ``MapState``.  Keyframes queued for
+    the loop-closure thread are flushed into the graph first."""
+    pipeline.flush_loops()
     graph, window = pipeline.graph, pipeline.window
-    records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, graph.all_poses())]
+    with pipeline.loop_lock:
+        records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, graph.all_poses())]
     if window.grow_map:  # localization does not extend the map it was given
         records += [(k.stamp, k.t_map_body, k.level, k.cells, k.t_key) for k in window.keyframe_records()]
     cells = [r[3] for r in records]

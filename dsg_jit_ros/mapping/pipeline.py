@@ -10,7 +10,11 @@ caller can log it: nothing is dropped silently.
 Threads: ingestion (``add_odometry``, ``ingest_cloud``, ``select_ready``,
 ``reset``) and counters are guarded by one lock, so a node may ingest in one
 thread while another solves (``process_ready``); ``t_map_odom`` and
-``covariance`` are snapshots replaced after each keyframe.
+``covariance`` are snapshots replaced after each keyframe.  Keyframes leaving the
+window go to the global graph through ``mapping.loop_worker``: in a thread of its
+own with ``background_loops`` (the node), inline otherwise; a finished global
+solve is applied (window and map re-based) at the next keyframe or by
+``flush_loops``.
 
 Frames: ``T_odom_body`` from odometry, clouds in the body frame (after the
 optional sensor extrinsic ``T_body_sensor``), estimates ``T_map_body``.  Stamps
@@ -33,6 +37,7 @@ from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, rela
 from dsg_jit_ros.io.map_file import read_map
 from dsg_jit_ros.mapping import map_state
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
+from dsg_jit_ros.mapping.loop_worker import GraphUpdate, LoopWorker
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
@@ -123,6 +128,7 @@ class KeyframeUpdate:
     keyframes: int
     compilations_after_warmup: int
     notices: tuple[str, ...] = ()  # one-off events worth an info log line (e.g. planar mode chosen)
+    loops_closed: int = 0  # loop closures applied to the map at this keyframe
 
 
 @dataclass
@@ -135,12 +141,16 @@ class _PendingCloud:
 class SlamPipeline:
     """Odometry and clouds in; keyframes into the sliding window; estimates out."""
 
-    def __init__(self, cfg: PipelineConfig):
+    def __init__(self, cfg: PipelineConfig, background_loops: bool = False):
+        """``background_loops``: loop closure and the global solve run in a thread of their
+        own (the node); otherwise inside the keyframe update, deterministically (replays)."""
         self.cfg = cfg
+        self.background_loops = bool(background_loops)
         self.dropped: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
         self.relocalizations = 0  # relocalize() calls (kept across resets)
+        self._loops: LoopWorker | None = None
         self.reset()
 
     # ---- state ------------------------------------------------------------
@@ -153,8 +163,16 @@ class SlamPipeline:
         self.planar: bool | None = {"on": True, "off": False}.get(self.cfg.planar)  # None: not decided yet
         self.window = SlidingWindow(self.cfg.window, planar=bool(self.planar))
         w = self.cfg.window
-        self.graph = GlobalGraph(self.cfg.loop, planar=bool(self.planar))
-        self.loops = LoopCloser(self.cfg.loop, w.voxel.voxel_size, w.surface, w.registration)
+        if self._loops is not None:
+            self._loops.close()
+        self._loops = LoopWorker(GlobalGraph(self.cfg.loop, planar=bool(self.planar)),
+                                 LoopCloser(self.cfg.loop, w.voxel.voxel_size, w.surface, w.registration),
+                                 w.voxel.voxel_size, w.voxel.max_range, background=self.background_loops)
+        self._generation = 0  # map-frame generation: loop updates applied
+        self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
+        self._unplaced_base = 0  # node index of _unplaced[0]
+        self.loop_edges: tuple[np.ndarray, tuple[tuple[int, int], ...]] = (np.zeros((0, 3)), ())  # after an update
+        self._loops_closed = 0  # accepted loops applied to the map
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
         self._pending: deque[_PendingCloud] = deque()  # waiting for odometry
@@ -170,6 +188,37 @@ class SlamPipeline:
         self.loaded_keyframes = 0  # keyframes of map_file
         if self.cfg.map_file:
             self._load_map()
+
+    @property
+    def graph(self) -> GlobalGraph:
+        """The global pose graph (hold ``loop_lock`` to read it while a node runs)."""
+        return self._loops.graph
+
+    @property
+    def loops(self) -> LoopCloser:
+        return self._loops.closer
+
+    @property
+    def loop_lock(self) -> threading.RLock:
+        return self._loops.lock
+
+    def loop_counts(self) -> dict[str, float]:
+        """Global graph and loop-closure counters (for ``~/status``)."""
+        w = self._loops
+        return {"graph_nodes": len(w.graph), "loop_closures": len(w.graph.loops), "loop_attempts": w.attempts,
+                "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
+                "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
+
+    def close(self) -> None:
+        """Stop the loop-closure thread (a node's cleanup)."""
+        self._loops.close()
+
+    def adopt_warm_state(self, other: "SlamPipeline") -> None:
+        """Carry over what outlives a map from the pipeline this one replaces (``~/load_map``):
+        the warm compile count and the dropped-input and relocalization counters."""
+        self._warm_compiles = other._warm_compiles
+        self.dropped = other.dropped.copy()
+        self.relocalizations = other.relocalizations
 
     def warm_up(self) -> float:
         """Compile the solver (and covariance) on a synthetic keyframe, then reset.
@@ -398,6 +447,7 @@ class SlamPipeline:
         t, r = self.cfg.initial_pose_sigma
         self.window.set_initial_pose(self.cfg.initial_transform(), np.array([t] * 3 + [r] * 3))
         self.loaded_keyframes = len(self._map_state)
+        self._loops.loaded = self._unplaced_base = self.loaded_keyframes
 
     def _decide_planar(self, points: np.ndarray) -> tuple[str, ...]:
         """``planar: auto``: planar mode iff the first keyframe's cloud lies in z = 0."""
@@ -417,48 +467,63 @@ class SlamPipeline:
         self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
+        closed_before = self._loops_closed
         notices += self._close_loops()
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
         return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
-                              self.compilations_after_warmup(), notices)
+                              self.compilations_after_warmup(), notices, self._loops_closed - closed_before)
 
     def _close_loops(self) -> tuple[str, ...]:
-        """Keyframes that left the window join the global graph; a verified loop closure
-        re-solves the graph and re-bases the window and the frozen map on it."""
-        graph, closed = self.graph, []
-        for fk in self.window.leaving:
-            index = graph.add(fk.stamp, fk.t_map_body, fk.level, fk.cells, fk.t_key)
-            closed += [a for a in self.loops.process(graph, index) if a.accepted]
-        self.window.leaving.clear()
-        if not closed:
-            return ()
-        start = time.perf_counter()
-        before = graph.optimize()
-        after = graph.all_poses()
-        correction = after[-1] @ np.linalg.inv(before[-1])
-        # a keyframe whose points move by less than a quarter voxel keeps its voxel keys:
-        # re-keying re-cuts the map for nothing (and measurably perturbs it)
-        keep = self._moved_little(before, after)
-        keyed = np.where(keep[:, None, None], before, after)
-        self.window.rebase(correction, [(n.cells, p, k @ n.key_offset) for n, p, k in zip(graph.nodes, after, keyed)],
-                           [(n.stamp, p @ n.level) for n, p in zip(graph.nodes[self.loaded_keyframes:],
-                                                                   after[self.loaded_keyframes:])],
-                           rekey=not keep[-1])
-        ms = 1e3 * (time.perf_counter() - start)
-        moved = float(np.linalg.norm(correction[:3, 3]))
-        return tuple(f"loop closed: keyframe at {graph.nodes[a.newer].stamp:.2f} s sees the one at "
-                     f"{graph.nodes[a.older].stamp:.2f} s (overlap {a.overlap:.0%}); graph solved and map "
-                     f"re-based in {ms:.0f} ms, the window moved {moved:.3f} m" for a in closed)
+        """Keyframes that left the window go to the global graph (``LoopWorker``); a
+        finished global solve re-bases the window and the frozen map."""
+        leaving, self.window.leaving = self.window.leaving, []
+        self._unplaced += leaving
+        self._loops.submit(leaving, self._generation)
+        update = self._loops.poll()
+        return self._apply(update) if update is not None else ()
 
-    def _moved_little(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """(n,) whether each pose's points within sensor range moved by less than a quarter
-        voxel between ``before`` and ``after`` (n, 4, 4)."""
-        d = np.linalg.inv(before) @ after
-        angle = np.arccos(np.clip((np.trace(d[:, :3, :3], axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0))
-        shift = np.linalg.norm(d[:, :3, 3], axis=1) + angle * self.cfg.window.voxel.max_range
-        return shift < 0.25 * self.cfg.window.voxel.voxel_size
+    def finish(self) -> tuple[str, ...]:
+        """End of a trajectory (end of a log, before a final save): every keyframe still
+        in the window is frozen and joins the global graph, loops are searched from them
+        and a last global solve re-bases the map (the loop back to the start is found
+        here: its keyframes would otherwise never leave the window).  Keyframes may
+        follow: they start a new window.  Keyframes queued are solved first.  Returns
+        the notices."""
+        self.process_ready(covariance=False)
+        self.window.freeze_all()
+        notices = self._close_loops() + self.flush_loops()
+        self._t_map_odom = self.window.t_map_odom
+        return notices
+
+    def flush_loops(self) -> tuple[str, ...]:
+        """Wait for the loop-closure thread and apply what it finished (end of a log,
+        before saving the map); returns the notices."""
+        notices: tuple[str, ...] = ()
+        while (update := self._loops.flush()) is not None:
+            notices += self._apply(update)
+        return notices
+
+    def _apply(self, update: GraphUpdate) -> tuple[str, ...]:
+        """Re-base the window and the frozen map on a global solve.  Keyframes frozen after
+        the solve's snapshot move rigidly with the newest node it covered."""
+        start = time.perf_counter()
+        c = update.correction
+        extra = self._unplaced[update.nodes - self._unplaced_base:]
+        placed = update.placed + [(k.cells, c @ k.t_map_body, c @ k.t_key) for k in extra]
+        trajectory = update.trajectory + [(k.stamp, c @ k.t_map_body @ k.level) for k in extra]
+        self.window.rebase(c, placed, trajectory, rekey=update.rekey)
+        self._unplaced, self._unplaced_base = list(extra), update.nodes
+        self._generation = update.generation
+        self.loop_edges = (update.positions, update.loops)
+        self._loops_closed += len(update.accepted)
+        ms = 1e3 * (time.perf_counter() - start)
+        moved = float(np.linalg.norm(c[:3, 3]))
+        stamps = [(self.graph.nodes[a.newer].stamp, self.graph.nodes[a.older].stamp) for a in update.accepted]
+        return tuple(f"loop closed: keyframe at {new:.2f} s sees the one at {old:.2f} s (overlap {a.overlap:.0%}); "
+                     f"graph solved in {update.solve_ms:.0f} ms, map re-based in {ms:.0f} ms, the window moved "
+                     f"{moved:.3f} m" for a, (new, old) in zip(update.accepted, stamps))
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body

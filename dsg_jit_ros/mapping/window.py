@@ -191,6 +191,7 @@ class SlidingWindow:
         self.leaving: list[FrozenKeyframe] = []  # frozen since the owner last took them (global graph)
         self.grow_map = True  # False (localization): leaving keyframes do not join the frozen map
         self._initial: tuple[np.ndarray, np.ndarray] | None = None  # (T_map_body, sigmas) of the first keyframe
+        self._parked = np.eye(4)  # T_map_odom while the window is empty after freeze_all
 
     def set_initial_pose(self, t_map_body: np.ndarray, sigmas: np.ndarray) -> None:
         """Where the first keyframe is (4x4, on a loaded map) and how well that is known
@@ -223,9 +224,10 @@ class SlidingWindow:
 
     @property
     def t_map_odom(self) -> np.ndarray:
-        """The correction map <- odom from the newest keyframe (identity before any)."""
+        """The correction map <- odom from the newest keyframe (identity before any; the
+        last one's after ``freeze_all``)."""
         if not self._keyframes:
-            return np.eye(4)
+            return self._parked
         k = self._keyframes[-1]
         return self._pose(k.var) @ np.linalg.inv(k.t_odom_body)
 
@@ -313,6 +315,7 @@ class SlidingWindow:
         self.trajectory = list(trajectory)
         self.local.rebuild(frozen)
         if not self._keyframes:
+            self._parked = c @ self._parked
             return
         poses = c @ pose_matrices(self.wm.get_variable_values([k.var for k in self._keyframes]))
         for kf, value in zip(self._keyframes, pose_values(poses)):
@@ -461,6 +464,15 @@ class SlidingWindow:
         kf.obs, kf.cells = _EMPTY, None
         self._release_keys(keys)
 
+    def freeze_all(self) -> None:
+        """Freeze every keyframe (end of a trajectory, before a final global solve): each
+        joins the frozen map, the trajectory and ``leaving``.  The window is empty
+        afterwards; a next keyframe starts a new one, predicted with the last correction."""
+        if self._keyframes:
+            self._parked = self.t_map_odom
+        while self._keyframes:
+            self._drop_oldest()
+
     def _drop_oldest(self) -> np.ndarray:
         """Freeze the oldest keyframe; returns the voxel keys it added frozen points to."""
         old = self._keyframes.pop(0)
@@ -470,13 +482,15 @@ class SlidingWindow:
             self.local.freeze(old.cells, pose)
             self.leaving.append(FrozenKeyframe(old.stamp, pose, old.level, old.cells, old.t_key))
         # the odom factor from `old` to the new oldest keyframe is owned by the latter
-        new_first = self._keyframes[0]
-        edits = [old.obs] + [np.array([f], dtype=np.int64) for f in (old.odom, new_first.odom, self._anchor)
-                             if f is not None]
+        new_first = self._keyframes[0] if self._keyframes else None
+        edits = [old.obs] + [np.array([f], dtype=np.int64) for f in (
+            old.odom, new_first.odom if new_first else None, self._anchor) if f is not None]
         self.wm.remove_factors(np.concatenate(edits))
-        new_first.odom = None
-        self._anchor = self.wm.add_factor("anchor", (new_first.var,), {
-            "target": self.wm.get_variable_value(new_first.var), "sigma": self.cfg.anchor_sigma})
+        self._anchor = None
+        if new_first is not None:
+            new_first.odom = None
+            self._anchor = self.wm.add_factor("anchor", (new_first.var,), {
+                "target": self.wm.get_variable_value(new_first.var), "sigma": self.cfg.anchor_sigma})
         self.wm.remove_variable(old.var)
         keys = old.cells.keys if old.cells is not None else _EMPTY
         self._release_keys(keys)

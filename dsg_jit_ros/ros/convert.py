@@ -169,3 +169,17 @@ def voxel_markers(centres: np.ndarray, size: float, frame_id: str, stamp: Time) 
     m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in c]
     m.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a)) for r, g, b, a in height_colours(c[:, 2])]
     return MarkerArray(markers=[m])
+
+
+def loop_markers(positions: np.ndarray, pairs, frame_id: str, stamp: Time) -> MarkerArray:
+    """The global graph's loop closures: one LINE_LIST marker (ns "loop_closures", id 0)
+    with a segment from the older to the newer keyframe of each loop edge, at the
+    keyframes' positions ``positions[i]`` (m, map frame) after the last global solve."""
+    p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    m = Marker(header=Header(frame_id=frame_id, stamp=stamp), ns="loop_closures", id=0, type=Marker.LINE_LIST,
+               action=Marker.ADD)
+    m.pose.orientation.w = 1.0
+    m.scale.x = 0.05  # line width, m
+    m.color = ColorRGBA(r=1.0, g=0.2, b=0.8, a=1.0)
+    m.points = [Point(x=float(x), y=float(y), z=float(z)) for i, j in pairs for x, y, z in (p[i], p[j])]
+    return MarkerArray(markers=[m])

@@ -10,13 +10,15 @@ ROS-free ``SlamPipeline`` (keyframes, sliding window, jitted LM); publishes
 - ``/tf``         map -> odom (the correction, REP-105), unless publish_tf is off,
 - ``~/voxels``    one CUBE_LIST marker of voxel centres coloured by height (throttled),
 - ``~/map``       PointCloud2 of voxel centres (transient local, throttled),
-- ``~/status``    dsg_jit_ros_msgs/SlamStatus per keyframe,
+- ``~/status``    dsg_jit_ros_msgs/SlamStatus per keyframe (with loop-closure counts),
+- ``~/loop_closures`` MarkerArray: a line between the keyframes of each loop edge,
+                  after each global solve (transient local),
 
 takes ``/initialpose`` (geometry_msgs/PoseWithCovarianceStamped, map frame:
 re-localize on the loaded map),
 
-and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap) and ``~/reset``
-(std_srvs/Trigger).  Every rejected input is counted in the status and logged
+and serves ``~/save_map`` (dsg_jit_ros_msgs/SaveMap), ``~/load_map``
+(dsg_jit_ros_msgs/LoadMap) and ``~/reset`` (std_srvs/Trigger).  Every rejected input is counted in the status and logged
 (throttled per reason).  A lifecycle node (``~/change_state``, ``~/get_state``,
 lifecycle_msgs): configure compiles, activate subscribes (see ``SlamNode``);
 ``autostart`` (default true) runs both at start-up.
@@ -25,12 +27,15 @@ Threads: the executor (one thread) runs only cheap callbacks: the two
 subscriptions check and queue (the pipeline locks its buffers).  Keyframes are
 solved and published by a worker thread of the node, so odometry (and
 ``~/odometry``, TF) keeps flowing during a solve; the services take the same
-lock as the worker.  (A solver callback group in a multi-threaded executor was
+lock as the worker.  Loop search and the global solve run in the pipeline's own
+loop-closure thread (``mapping.loop_worker``); the solver worker applies a
+finished global solve at its next keyframe.  (A solver callback group in a multi-threaded executor was
 measured to busy-spin the executor while a solve ran, starving both.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import signal
 import sys
@@ -64,12 +69,12 @@ def _interfaces():
     """Our generated interfaces (built by interfaces/build.sh at set-up)."""
     try:
         from dsg_jit_ros_msgs.msg import SlamStatus
-        from dsg_jit_ros_msgs.srv import SaveMap
+        from dsg_jit_ros_msgs.srv import LoadMap, SaveMap
         from tf2_msgs.msg import TFMessage
     except ImportError as err:
         raise RuntimeError(
             f"{err}: the interface packages are not built; run `make setup` (interfaces/build.sh)") from err
-    return SlamStatus, SaveMap, TFMessage
+    return SlamStatus, SaveMap, LoadMap, TFMessage
 
 
 class SlamNode(LifecycleNode):
@@ -87,7 +92,7 @@ class SlamNode(LifecycleNode):
 
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
-        self.SlamStatus, self.SaveMap, self.TFMessage = _interfaces()
+        self.SlamStatus, self.SaveMap, self.LoadMap, self.TFMessage = _interfaces()
         self._values = declare_and_read(self)  # a value out of range or of a wrong type raises here
         self.pipeline: SlamPipeline | None = None
         self._io_subscriptions: list = []
@@ -110,7 +115,7 @@ class SlamNode(LifecycleNode):
             self.get_logger().error(f"cannot configure: {err}")
             return TransitionCallbackReturn.FAILURE
         try:
-            self.pipeline = SlamPipeline(pipeline_cfg)  # reads map_file
+            self.pipeline = SlamPipeline(pipeline_cfg, background_loops=True)  # reads map_file
         except ValueError as err:  # MapFileError, or a map that does not fit the parameters
             self._configure_error = str(err)
             self.get_logger().error(f"cannot configure: {err}")
@@ -138,17 +143,19 @@ class SlamNode(LifecycleNode):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_map = self.create_lifecycle_publisher(PointCloud2, "~/map", latched)
+        self.pub_loops = self.create_lifecycle_publisher(MarkerArray, "~/loop_closures", latched)
         self.pub_status = self.create_lifecycle_publisher(self.SlamStatus, "~/status", 10)
         self.pub_tf = self.create_lifecycle_publisher(self.TFMessage, "/tf", 100) if self.cfg.publish_tf else None
         self._io_publishers = [p for p in (self.pub_path, self.pub_odom, self.pub_markers, self.pub_map,
-                                         self.pub_status, self.pub_tf) if p is not None]
+                                         self.pub_loops, self.pub_status, self.pub_tf) if p is not None]
         self._solve_lock = threading.Lock()  # the window: worker vs services
         self._work = threading.Condition()
         self._stopping = False
         self._worker = threading.Thread(target=self._solve_loop, name="dsg_jit_solver", daemon=True)
         self._worker.start()
         self._io_services = [self.create_service(self.SaveMap, "~/save_map", self._on_save_map),
-                          self.create_service(Trigger, "~/reset", self._on_reset)]
+                             self.create_service(self.LoadMap, "~/load_map", self._on_load_map),
+                             self.create_service(Trigger, "~/reset", self._on_reset)]
         self.get_logger().info("configured (inactive): not subscribed yet")
         return super().on_configure(state)
 
@@ -195,6 +202,8 @@ class SlamNode(LifecycleNode):
         for p in self._io_publishers:
             self.destroy_lifecycle_publisher(p)
         self._io_services, self._io_publishers = [], []
+        if self.pipeline is not None:
+            self.pipeline.close()
         self.pipeline = None
 
     def _stop_worker(self) -> None:
@@ -332,9 +341,15 @@ class SlamNode(LifecycleNode):
         if now - self._last_markers >= self.cfg.markers_period:
             self._publish_map(stamp)
             self._last_markers = now
+        if update.loops_closed:
+            self._publish_loops(stamp)
         s = update.stats
         dropped = list(self.pipeline.dropped_snapshot().items())
+        loops = self.pipeline.loop_counts()
         status = self.SlamStatus(
+            graph_nodes=loops["graph_nodes"], loop_closures=loops["loop_closures"],
+            loop_attempts=loops["loop_attempts"], loops_rejected=loops["loops_rejected"],
+            global_solves=loops["global_solves"], global_solve_ms=float(loops["global_solve_ms"]),
             keyframes=update.keyframes, solve_ms=s.solve_ms, iterations=s.iterations,
             initial_cost=s.initial_cost, final_cost=s.final_cost, window_size=s.keyframes_in_window,
             active_voxels=s.active_voxels, frozen_voxels=s.frozen_voxels, factors=s.factors,
@@ -374,11 +389,17 @@ class SlamNode(LifecycleNode):
         self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
         self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))
 
+    def _publish_loops(self, stamp) -> None:
+        positions, pairs = self.pipeline.loop_edges
+        self.pub_loops.publish(convert.loop_markers(positions, pairs, self.cfg.map_frame, stamp))
+
     # ---- services -----------------------------------------------------------
     def _on_save_map(self, request, response):
         directory = request.directory or self.cfg.save_directory
         try:
             with self._solve_lock:
+                for notice in self.pipeline.flush_loops():  # keyframes still queued for the graph
+                    self.get_logger().info(notice)
                 files = save_outputs(self.pipeline, directory)
         except (OSError, ValueError) as err:
             response.success, response.message = False, f"could not save into {directory!r}: {err}"
@@ -387,6 +408,28 @@ class SlamNode(LifecycleNode):
         response.success = True
         response.files = [str(f) for f in files]
         response.message = f"wrote {len(files)} files into {files[0].parent}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_load_map(self, request, response):
+        """Replace the map by ``request.path`` (a map.npz); on any failure keep the current one."""
+        mode = request.mode or self.pipeline.cfg.mode
+        try:
+            cfg = dataclasses.replace(self.pipeline.cfg, map_file=request.path, mode=mode)
+            with self._solve_lock:
+                new = SlamPipeline(cfg, background_loops=True)  # reads and checks the file
+                new.adopt_warm_state(self.pipeline)
+                old, self.pipeline = self.pipeline, new
+                old.close()
+                self.published_keyframes = 0
+        except (OSError, ValueError) as err:  # MapFileError is a ValueError
+            response.success, response.message = False, f"could not load {request.path!r}: {err} (map kept)"
+            self.get_logger().error(response.message)
+            return response
+        self._last_markers = -np.inf
+        response.success, response.keyframes = True, int(new.loaded_keyframes)
+        response.message = (f"loaded {request.path}: {new.loaded_keyframes} keyframes, "
+                            f"{len(new.window.local.frozen)} voxels; mode {mode}")
         self.get_logger().info(response.message)
         return response
 
