@@ -162,6 +162,14 @@ def pose3_matrices_to_values(keys, matrices: np.ndarray, values: gtsam.Values | 
     return values
 
 
+def pose2_matrices_to_values(keys, matrices: np.ndarray, values: gtsam.Values | None = None) -> gtsam.Values:
+    """Insert ``Pose2(x, y, yaw)`` of each planar (4, 4) matrix under ``keys`` (yaw = atan2(R10, R00))."""
+    values = gtsam.Values() if values is None else values
+    for key, mat in zip(keys, np.asarray(matrices, dtype=np.float64)):
+        values.insert(int(key), gtsam.Pose2(mat[0, 3], mat[1, 3], np.arctan2(mat[1, 0], mat[0, 0])))
+    return values
+
+
 def pose_vals_from_values(values: gtsam.Values, keys) -> np.ndarray:
     """(n, 6) pose values ``[t, rotvec]`` of the ``Pose3`` under ``keys``."""
     mats = np.stack([values.atPose3(int(k)).matrix() for k in keys])

@@ -1,16 +1,24 @@
-"""Benchmark our LM against GTSAM's on a 3D pose graph (g2o / GTSAM text format).
+"""Benchmark our LM against GTSAM's on a 2D or 3D pose graph (g2o / GTSAM text format).
 
 Usage::
 
     python bench/posegraph.py FILE.g2o [--init chordal|odometry] [--solver dense|pcg|sparse|schur|auto]
                               [--repeats 3] [--pcg-tol T] [--pcg-max-iters K] [--max-iters K]
                               [--lambda-init L] [--rel-tol R] [--no-gtsam]
+                              [--missing-vertices error|compose] [--repair-information nearest_pd|isotropic]
 
 Prints one JSON object per line: first GTSAM's run, then ours.  Errors are GTSAM's
 ``0.5 * sum r^T Omega r`` (ours uses the same convention); both solvers start from
 the same poses (the file's, or our chordal initialisation) and anchor pose row 0
 with an isotropic prior of sigma 1e-6.  ``gtsam_error_at_ours`` is GTSAM's
 ``graph.error`` evaluated at our solution (cross-check of our objective).
+
+2D files (``VERTEX_SE2``/``EDGE_SE2``) are solved by GTSAM as ``Pose2`` /
+``BetweenFactorPose2`` (``readG2o(path, is3D=False)``) and by us as planar SE(3)
+poses with z, roll and pitch fixed (``world_model_from_pose_graph``).  Files
+without VERTEX lines (``manhattan.g2o``) need ``--missing-vertices compose``:
+both solvers then start from the composed odometry (or from chordal with
+``--init chordal``).
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ from _common import (
     environment,
     lm_config,
     ours_record,
+    pose2_matrices_to_values,
     pose3_matrices_to_values,
-    pose3_values,
     run_gtsam,
     run_ours,
     state_rows,
@@ -40,12 +48,16 @@ from _common import (
 )
 from dsg_jit_ros.io.g2o import PoseGraph, read_g2o
 from dsg_jit_ros.optimization.initialization import chordal_initialization
-from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, world_model_from_pose_graph
+from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, pose_matrices, world_model_from_pose_graph
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("file", help="3D pose graph (.g2o, EDGE_SE3:QUAT)")
+    parser.add_argument("file", help="pose graph (.g2o, EDGE_SE3:QUAT or EDGE_SE2)")
+    parser.add_argument("--missing-vertices", choices=("error", "compose"), default="error",
+                        help="read_g2o missing_vertices: compose places vertices only edges mention")
+    parser.add_argument("--repair-information", choices=("nearest_pd", "isotropic"), default=None,
+                        help="read_g2o repair_information for non positive definite information matrices")
     parser.add_argument("--init", choices=("odometry", "chordal"), default="odometry",
                         help="start from the file's poses or from chordal initialisation")
     add_lm_arguments(parser)
@@ -59,12 +71,22 @@ def initial_poses(pg: PoseGraph, init: str) -> tuple[np.ndarray, float]:
     return pg.poses, 0.0
 
 
+def gtsam_values(pg: PoseGraph, poses: np.ndarray) -> gtsam.Values:
+    """(n, 4, 4) poses as GTSAM values: ``Pose2`` for planar graphs, else ``Pose3``."""
+    return (pose2_matrices_to_values if pg.planar else pose3_matrices_to_values)(pg.ids, poses)
+
+
 def gtsam_problem(path: str, pg: PoseGraph, poses: np.ndarray) -> tuple[gtsam.NonlinearFactorGraph, gtsam.Values]:
     """GTSAM's ``readG2o`` graph + anchor prior on row 0, started at ``poses``."""
-    graph, _ = gtsam.readG2o(path, True)
-    initial = pose3_matrices_to_values(pg.ids, poses)
-    noise = gtsam.noiseModel.Isotropic.Sigma(6, ANCHOR_SIGMA)
-    graph.add(gtsam.PriorFactorPose3(int(pg.ids[0]), initial.atPose3(int(pg.ids[0])), noise))
+    graph, _ = gtsam.readG2o(path, not pg.planar)
+    initial = gtsam_values(pg, poses)
+    key = int(pg.ids[0])
+    if pg.planar:
+        noise = gtsam.noiseModel.Isotropic.Sigma(3, ANCHOR_SIGMA)
+        graph.add(gtsam.PriorFactorPose2(key, initial.atPose2(key), noise))
+    else:
+        noise = gtsam.noiseModel.Isotropic.Sigma(6, ANCHOR_SIGMA)
+        graph.add(gtsam.PriorFactorPose3(key, initial.atPose3(key), noise))
     return graph, initial
 
 
@@ -94,10 +116,12 @@ def bench_ours(args, pg: PoseGraph, poses: np.ndarray) -> tuple[dict, dict]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     apply_cache(args)
-    (pg, read_s) = timed(lambda: read_g2o(args.file))
+    (pg, read_s) = timed(lambda: read_g2o(args.file, missing_vertices=args.missing_vertices,
+                                          repair_information=args.repair_information))
     poses, init_s = initial_poses(pg, args.init)
     base = {"dataset": os.path.basename(args.file), "init": args.init, "init_s": init_s,
-            "n_poses": pg.num_poses, "n_edges": pg.num_edges, **environment()}
+            "dim": pg.dim, "n_poses": pg.num_poses, "n_edges": pg.num_edges,
+            "repaired_edges": int(pg.repaired_edges.size), **environment()}
     ours, details = bench_ours(args, pg, poses)
     ours = {**ours, **base, "read_s": read_s}
     if args.no_gtsam:
@@ -105,7 +129,8 @@ def main(argv=None) -> None:
         return
     theirs, graph = bench_gtsam(args, pg, poses, details["cfg"], base)
     x = np.asarray(details["result"].x)
-    ours["gtsam_error_at_ours"] = float(graph.error(pose3_values(pg.ids, x[state_rows(details["index"], details["ids"])])))
+    solution = pose_matrices(x[state_rows(details["index"], details["ids"])])
+    ours["gtsam_error_at_ours"] = float(graph.error(gtsam_values(pg, solution)))
     emit_pair(ours, theirs)
 
 

@@ -10,9 +10,17 @@ import pytest
 import transforms3d.quaternions as t3q
 
 from dsg_jit_ros.io import atomic_write_text
-from dsg_jit_ros.io.g2o import PoseGraph, matrix_to_quat_xyzw, quat_xyzw_to_matrix, read_g2o, write_g2o
+from dsg_jit_ros.io.g2o import (
+    REPAIR_EIGEN_FLOOR,
+    PoseGraph,
+    matrix_to_quat_xyzw,
+    quat_xyzw_to_matrix,
+    read_g2o,
+    write_g2o,
+)
 from dsg_jit_ros.io.ply import read_ply, write_ply
 from dsg_jit_ros.io.tum import read_tum, write_tum
+from dsg_jit_ros.slam.pose_graph import world_model_from_pose_graph
 
 DATA = Path("/work/shared/data/posegraph")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="pose-graph data set not available")
@@ -162,8 +170,76 @@ def test_read_intel_matches_gtsam_2d() -> None:
 @needs_data
 def test_manhattan_without_vertices_is_rejected() -> None:
     # manhattan.g2o holds only EDGE_SE2 lines, so its first edge names an undeclared vertex.
-    with pytest.raises(ValueError, match=r"line 1: edge references unknown vertex id 0"):
+    with pytest.raises(ValueError, match=r"manhattan.g2o line 1: edge references unknown vertex id 0 .*compose"):
         read_g2o(DATA / "manhattan.g2o")
+
+
+@needs_data
+def test_manhattan_composed_vertices_are_the_odometry_chain() -> None:
+    gtsam = pytest.importorskip("gtsam")
+    graph = read_g2o(DATA / "manhattan.g2o", missing_vertices="compose")
+    factors, values = gtsam.readG2o(str(DATA / "manhattan.g2o"), False)
+    assert factors.size() == graph.num_edges == 5453 and values.size() == graph.num_poses == 3500
+    np.testing.assert_array_equal(graph.ids, np.arange(3500))
+    # Oracle: GTSAM's readG2o fills in vertices of such a file itself by chaining k -> k+1.
+    expected = np.array([[p.x(), p.y(), p.theta()] for p in map(values.atPose2, range(3500))])
+    ours = np.stack([graph.poses[:, 0, 3], graph.poses[:, 1, 3], np.arctan2(graph.poses[:, 1, 0], graph.poses[:, 0, 0])], 1)
+    np.testing.assert_allclose(ours[:, :2], expected[:, :2], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (ours[:, 2] - expected[:, 2]))), 0.0, atol=1e-12)
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["tinyGrid3D.g2o", "intel.g2o"])
+def test_edges_before_vertices_read_like_gtsam(tmp_path: Path, name: str) -> None:
+    gtsam = pytest.importorskip("gtsam")
+    lines = (DATA / name).read_text().splitlines()
+    edges_first = [ln for ln in lines if ln.startswith("EDGE")] + [ln for ln in lines if ln.startswith("VERTEX")]
+    shuffled = [lines[k] for k in np.random.default_rng(5).permutation(len(lines))]
+    is3d = name != "intel.g2o"
+    factors, values = gtsam.readG2o(str(DATA / name), is3d)
+    for order, text in (("edges_first", edges_first), ("shuffled", shuffled)):
+        graph = read_g2o(write_text(tmp_path / f"{order}.g2o", "\n".join(text) + "\n"))
+        assert (graph.num_poses, graph.num_edges) == (values.size(), factors.size())
+        for k, vid in enumerate(graph.ids.tolist()):
+            expected = values.atPose3(vid).matrix() if is3d else values.atPose2(vid)
+            if is3d:
+                np.testing.assert_allclose(graph.poses[k], expected, rtol=0, atol=1e-12)
+            else:
+                np.testing.assert_allclose(graph.poses[k, :2, 3], [expected.x(), expected.y()], rtol=0, atol=1e-12)
+        # Edges keep file order: match them to GTSAM's by (id_i, id_j, measurement).
+        edge_lines = [ln.split() for ln in text if ln.startswith("EDGE")]
+        for e, tokens in enumerate(edge_lines):
+            assert (graph.ids[graph.edge_i[e]], graph.ids[graph.edge_j[e]]) == (int(tokens[1]), int(tokens[2]))
+            np.testing.assert_allclose(graph.measurements[e, :2, 3], [float(tokens[3]), float(tokens[4])], atol=1e-15)
+
+
+def test_undeclared_vertices_composed_from_declared_ones(tmp_path: Path) -> None:
+    # 5 declared at (1, 2, yaw 90 deg); 6 only via 5 -> 6, 7 only via 7 -> 6 (inverse needed);
+    # 10 and 11 form a group with no declared vertex: 10 at the identity, 11 = Z(10 -> 11).
+    text = (
+        "EDGE_SE2 5 6 1 0 0" + SE2_INFO + "\n"
+        "EDGE_SE2 7 6 0 2 1.5707963267948966" + SE2_INFO + "\n"
+        "VERTEX_SE2 5 1 2 1.5707963267948966\n"
+        "EDGE_SE2 10 11 3 0 0.5" + SE2_INFO + "\n"
+    )
+    with pytest.raises(ValueError, match=r"g.g2o line 1: edge references unknown vertex id 6"):
+        read_g2o(write_text(tmp_path / "g.g2o", text))
+    graph = read_g2o(tmp_path / "g.g2o", missing_vertices="compose")
+    np.testing.assert_array_equal(graph.ids, [5, 6, 7, 10, 11])  # declared first, then ascending
+    xy_yaw = np.stack([graph.poses[:, 0, 3], graph.poses[:, 1, 3], np.arctan2(graph.poses[:, 1, 0], graph.poses[:, 0, 0])], 1)
+    # Closed forms: T6 = T5 Z56 = (1, 3, 90 deg); T7 = T6 Z76^-1, Z76^-1 = (-2, 0, -90 deg) rotated by 90 deg.
+    expected = [[1, 2, np.pi / 2], [1, 3, np.pi / 2], [1, 1, 0], [0, 0, 0], [3, 0, 0.5]]
+    np.testing.assert_allclose(xy_yaw, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(graph.edge_i, [0, 2, 3])
+    np.testing.assert_array_equal(graph.edge_j, [1, 1, 4])
+
+
+def test_read_g2o_rejects_unknown_options(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "g.g2o", SE2_V0)
+    with pytest.raises(ValueError, match="repair_information must be one of"):
+        read_g2o(path, repair_information="clip")
+    with pytest.raises(ValueError, match="missing_vertices must be one of"):
+        read_g2o(path, missing_vertices="skip")
 
 
 @needs_data
@@ -187,12 +263,17 @@ def test_g2o_round_trip_random_graph(tmp_path: Path) -> None:
 
 
 @needs_data
-def test_planar_graph_round_trips_through_3d_format(tmp_path: Path) -> None:
+def test_planar_graph_round_trips_through_se2_format(tmp_path: Path) -> None:
     planar = read_g2o(DATA / "intel.g2o")
-    write_g2o(tmp_path / "intel3d.g2o", planar)
-    again = read_g2o(tmp_path / "intel3d.g2o")
-    assert again.dim == 3 and not again.planar
-    assert_graphs_equal(planar, again)
+    write_g2o(tmp_path / "intel.g2o", planar)
+    assert (tmp_path / "intel.g2o").read_text().startswith("VERTEX_SE2 0 0.0 0.0 0.0\n")
+    again = read_g2o(tmp_path / "intel.g2o")
+    assert again.dim == 2 and again.planar
+    assert_graphs_equal(planar, again, atol=1e-15)
+    tilted = read_g2o(DATA / "intel.g2o")
+    tilted.poses[3, 2, 3] = 0.1  # z = 10 cm cannot be written as SE(2)
+    with pytest.raises(ValueError, match=r"planar graph.poses is off the plane by 0.1"):
+        write_g2o(tmp_path / "tilted.g2o", tilted)
 
 
 def test_empty_graph_round_trip(tmp_path: Path) -> None:
@@ -263,6 +344,94 @@ SE3_V0 = "VERTEX_SE3:QUAT 0 0 0 0 0 0 0 1\n"
 def test_malformed_g2o_lines(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         read_g2o(write_text(tmp_path / "bad.g2o", text))
+
+
+# ---------------------------------------------------------------- information not positive definite
+
+
+def upper_text(matrix: np.ndarray) -> str:
+    rows, cols = np.triu_indices(len(matrix))
+    return " ".join(map(repr, matrix[rows, cols].tolist()))
+
+
+def bad_information_6() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(information, eigenvectors, eigenvalues): one negative eigenvalue, random eigenbasis."""
+    q, _ = np.linalg.qr(np.random.default_rng(11).normal(size=(6, 6)))
+    eigenvalues = np.array([100.0, 80.0, 60.0, 25.0, 20.0, -5.0])
+    info = (q * eigenvalues) @ q.T
+    return 0.5 * (info + info.T), q, eigenvalues
+
+
+def non_pd_3d_file(tmp_path: Path) -> Path:
+    info, _, _ = bad_information_6()
+    text = (
+        "VERTEX_SE3:QUAT 4 0 0 0 0 0 0 1\n"
+        "EDGE_SE3:QUAT 4 9 1 0 0 0 0 0 1 " + IDENTITY_UPPER + "\n"
+        "# the next edge's information has eigenvalue -5\n"
+        "EDGE_SE3:QUAT 9 4 -1 0 0 0 0 0 1 " + upper_text(info) + "\n"
+        "VERTEX_SE3:QUAT 9 1 0 0 0 0 0 1\n"
+    )
+    return write_text(tmp_path / "nonpd.g2o", text)
+
+
+def test_non_pd_information_names_file_edge_and_repair_option(tmp_path: Path) -> None:
+    path = non_pd_3d_file(tmp_path)
+    with pytest.raises(ValueError) as err:
+        read_g2o(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} line 4: EDGE_SE3:QUAT 9 4: information matrix is not positive definite")
+    assert "eigenvalues -5 .. 100" in message and "1 of 2 edges" in message
+    assert "repair_information='nearest_pd'" in message and "repair_information='isotropic'" in message
+
+
+def test_nearest_pd_repair_clips_eigenvalues(tmp_path: Path) -> None:
+    info, q, eigenvalues = bad_information_6()
+    graph = read_g2o(non_pd_3d_file(tmp_path), repair_information="nearest_pd")
+    np.testing.assert_array_equal(graph.repaired_edges, [1])
+    np.testing.assert_array_equal(graph.information[0], np.eye(6))  # a good edge is untouched
+    clipped = np.maximum(eigenvalues, REPAIR_EIGEN_FLOOR * 100.0)  # -5 -> 1e-4
+    np.testing.assert_allclose(graph.information[1], (q * clipped) @ q.T, rtol=0, atol=1e-12)
+    # Closed form check of "nearest": the change is exactly the clipped eigen-direction.
+    change = graph.information[1] - info
+    np.testing.assert_allclose(change, (5.0 + 1e-4) * np.outer(q[:, 5], q[:, 5]), rtol=0, atol=1e-12)
+    wm, _ = world_model_from_pose_graph(graph)  # whitening (Cholesky) now succeeds
+    assert wm.fg is not None
+
+
+def test_isotropic_repair_uses_block_traces(tmp_path: Path) -> None:
+    info, _, _ = bad_information_6()
+    graph = read_g2o(non_pd_3d_file(tmp_path), repair_information="isotropic")
+    np.testing.assert_array_equal(graph.repaired_edges, [1])
+    expected = np.diag([np.trace(info[:3, :3]) / 3] * 3 + [np.trace(info[3:, 3:]) / 3] * 3)
+    np.testing.assert_allclose(graph.information[1], expected, rtol=1e-14, atol=0)
+
+
+def test_non_pd_se2_information(tmp_path: Path) -> None:
+    # Over (x, y, theta): [[1, 2, 0], [2, 1, 0], [0, 0, 4]] has eigenvalues -1, 3, 4.
+    text = SE2_V0 + SE2_V1 + "EDGE_SE2 0 1 1 0 0 1 2 0 1 0 4\n"
+    path = write_text(tmp_path / "se2.g2o", text)
+    with pytest.raises(ValueError, match=r"se2.g2o line 3: EDGE_SE2 0 1: information matrix is not positive "
+                                         r"definite \(eigenvalues -1 \.\. 4;"):
+        read_g2o(path)
+    index = np.ix_([0, 1, 5], [0, 1, 5])
+    iso = read_g2o(path, repair_information="isotropic")
+    np.testing.assert_allclose(iso.information[0][index], np.diag([1.0, 1.0, 4.0]), rtol=0, atol=1e-15)
+    near = read_g2o(path, repair_information="nearest_pd")
+    plus, minus = np.array([1.0, 1.0, 0.0]) / np.sqrt(2), np.array([1.0, -1.0, 0.0]) / np.sqrt(2)
+    expected = 3 * np.outer(plus, plus) + 4e-6 * np.outer(minus, minus) + np.diag([0.0, 0.0, 4.0])
+    np.testing.assert_allclose(near.information[0][index], expected, rtol=0, atol=1e-14)
+    assert near.planar and not np.any(near.information[0][[2, 3, 4]])  # unobserved rows stay zero
+
+
+def test_unrepairable_information_is_an_error(tmp_path: Path) -> None:
+    zero = " ".join(["0"] * 21)
+    path = write_text(tmp_path / "zero.g2o", SE3_V0 + "VERTEX_SE3:QUAT 1 1 0 0 0 0 0 1\n"
+                      "EDGE_SE3:QUAT 0 1 1 0 0 0 0 0 1 " + zero + "\n")
+    with pytest.raises(ValueError, match=r"zero.g2o line 3: EDGE_SE3:QUAT 0 1: .*not positive definite"):
+        read_g2o(path)
+    for option, reason in (("nearest_pd", "no positive eigenvalue"), ("isotropic", "non-positive trace")):
+        with pytest.raises(ValueError, match=rf"line 3: EDGE_SE3:QUAT 0 1: .*cannot be repaired.*{reason}"):
+            read_g2o(path, repair_information=option)
 
 
 # ---------------------------------------------------------------- TUM

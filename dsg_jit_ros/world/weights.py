@@ -52,7 +52,22 @@ def whitening_matrices(params: dict[str, Any], d: int, m: int) -> np.ndarray:
     try:
         return np.swapaxes(np.linalg.cholesky(sym), 1, 2)
     except np.linalg.LinAlgError:
-        raise ValueError("information matrix is not symmetric positive definite") from None
+        pass
+    # Name the first failing factor (eigenvalues only computed on this error path).
+    bad = next(k for k in range(m) if not _cholesky_ok(sym[k]))
+    eig = np.linalg.eigvalsh(sym[bad])
+    raise ValueError(
+        f"information matrix is not symmetric positive definite: factor {bad} of {m} in this call "
+        f"(eigenvalues {eig[0]:.6g} .. {eig[-1]:.6g})"
+    )
+
+
+def _cholesky_ok(matrix: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def _per_factor(val: np.ndarray, key: str, m: int, shape: tuple, scalar_ok: bool) -> np.ndarray:
