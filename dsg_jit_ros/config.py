@@ -132,11 +132,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "keyframe's registration."),
     # global pose graph and loop closure
     ParamSpec("loop.enabled", False, "Close loops: verified loop edges in the global pose graph of every keyframe "
-              "that left the window, then the window and frozen map re-based (experimental: off until it measures "
-              "better, see README)."),
-    ParamSpec("loop.capacity", 4096, "Keyframes in the global graph (fixed: sets compiled shapes); older ones are "
-              "merged away.", 4, 10_000_000),
-    ParamSpec("loop.min_interval", 30.0, "A loop candidate is at least this much older (s).", 0.0, BIG),
+              "that left the window (solved in a thread of its own), then the window and map re-based; the window "
+              "tracks only the last loop.min_interval seconds of map (see README)."),
+    ParamSpec("loop.capacity", 2048, "Keyframes in the global graph (fixed: sets compiled shapes; the solve's cost "
+              "grows with it); older ones are merged away.", 4, 10_000_000),
+    ParamSpec("loop.min_interval", 30.0, "A loop candidate is at least this much older (s); with loop closure the "
+              "window tracks the keyframes of this last span only.", 0.0, BIG),
     ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),
     ParamSpec("loop.drift_per_metre", 0.02, "... plus this much per metre travelled since the candidate (m/m).",
               0.0, BIG),

@@ -67,7 +67,7 @@ def save_outputs(pipeline: SlamPipeline, directory: str | Path) -> list[Path]:
     out = Path(directory).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamps, mats = keyframe_arrays(pipeline)
-    write_ply(out / MAP_FILE, pipeline.window.voxel_centres())
+    write_ply(out / MAP_FILE, pipeline.map_centres())
     write_tum(out / TRAJECTORY_FILE, stamps, mats)
     write_g2o(out / GRAPH_FILE, keyframe_graph(pipeline, mats))
     write_map(out / STATE_FILE, capture(pipeline))

@@ -56,7 +56,7 @@ class LoopConfig:
     """
 
     enabled: bool = False
-    capacity: int = 4096
+    capacity: int = 2048
     min_interval: float = 30.0
     search_radius: float = 2.0
     drift_per_metre: float = 0.02

@@ -8,8 +8,11 @@
 2. **Verification** (``verify``): the voxel means of the newest node and of its
    predecessors (a local scan, placed relative to the newest node) are registered
    (``mapping.registration``: point-to-plane, Cauchy kernel) against the submap of
-   the candidate and its neighbours, from the current relative estimate with a
-   loose prior.  Accepted when it converges, matches ``min_overlap`` of the points
+   the candidate and its neighbours with a loose prior, from the current relative
+   estimate; when that fails in planar mode, again from the best pose of a
+   correlative search over the drift window (``mapping.correlative``: metres of
+   drift are beyond the reach of point-to-plane registration), unless the search's
+   peak is ambiguous.  Accepted when it converges, matches ``min_overlap`` of the points
    with a small RMS whitened residual, moves the estimate by a plausible amount, and
    the scan alone pins every direction to better than the loop edge's sigma (the
    smallest eigenvalue of its Hessian, in units of the loop edge's information,
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsg_jit_ros.mapping.correlative import correlative_match_2d
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.local_map import placed_map
@@ -35,6 +39,10 @@ LOOP_GATE_SIGMA = 3.0  # a verified correction may be this many prior sigmas
 SCAN_KEYFRAMES = 0  # predecessors of the newest node added to its scan (0: its own voxels only)
 MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
 CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
+COARSE_REACH = 10.0  # m: scan points within this range of the body take part in the correlative search
+COARSE_MIN_SCORE = 0.25  # mean likelihood of the scan at the correlative search's best pose
+COARSE_MAX_AMBIGUITY = 0.97  # the best score elsewhere (> 1 m away) must stay below this fraction of the best
+COARSE_RETRY = ("few_matches", "no_convergence", "too_far", "rmse")  # registration failures worth a coarse search
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,12 @@ class LoopAttempt:
     older: int
     newer: int
     accepted: bool
-    reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far"
+    reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far", "no_coarse_match"
     overlap: float = 0.0
     rmse: float = float("nan")
     correction_m: float = 0.0
     conditioning: float = 0.0  # smallest / largest eigenvalue of the scan's translation information
+    ambiguity: float = 0.0  # planar: correlative search's best score elsewhere / its best score
     t_older_newer: np.ndarray | None = None
 
 
@@ -156,12 +165,30 @@ class LoopCloser:
         prior = np.array([radius / LOOP_GATE_SIGMA] * 3 + [LOOP_PRIOR_ROTATION] * 3)
         if len(target) < self.registration.min_matches or len(pts) < self.registration.min_matches:
             return LoopAttempt(older, newer, False, "few_matches")
-        reg = register(pts, t_pred, target, prior, self.registration, planar=graph.planar)
+        attempt = self._register(older, newer, pts, t_pred, t_pred, target, prior, graph.planar, 0.0)
+        if not graph.planar or attempt.reason not in COARSE_RETRY:
+            return attempt
+        # metres of drift: a correlative search over the drift window seeds a second registration
+        near = pts[np.linalg.norm(pts[:, :2], axis=1) <= COARSE_REACH, :2]
+        if len(near) < self.registration.min_matches:
+            return attempt
+        coarse = correlative_match_2d(near, submap.means()[:, :2], t_pred, radius, LOOP_PRIOR_ROTATION,
+                                      self.voxel_size)
+        ambiguity = coarse.runner_up / max(coarse.score, 1e-12)
+        if coarse.score < COARSE_MIN_SCORE or ambiguity > COARSE_MAX_AMBIGUITY:
+            return LoopAttempt(older, newer, False, "no_coarse_match", ambiguity=ambiguity)
+        return self._register(older, newer, pts, coarse.t_target_scan, t_pred, target, prior, graph.planar, ambiguity)
+
+    def _register(self, older, newer, pts, t_start, t_pred, target, prior, planar: bool,
+                  ambiguity: float) -> LoopAttempt:
+        """Register the scan ``pts`` from ``t_start`` and judge the result (module doc)."""
+        cfg = self.cfg
+        reg = register(pts, t_start, target, prior, self.registration, planar=planar)
         overlap = reg.matched / max(reg.points, 1)
         correction = float(np.linalg.norm(reg.t_map_body[:3, 3] - t_pred[:3, 3]))
-        tdofs = [0, 1] if graph.planar else [0, 1, 2]
+        tdofs = [0, 1] if planar else [0, 1, 2]
         eig_t = np.linalg.eigvalsh(reg.information[np.ix_(tdofs, tdofs)]) if reg.information is not None else [0, 0]
-        base = dict(overlap=overlap, rmse=reg.rmse, correction_m=correction,
+        base = dict(overlap=overlap, rmse=reg.rmse, correction_m=correction, ambiguity=ambiguity,
                     conditioning=float(eig_t[0] / eig_t[-1]) if eig_t[-1] > 0 else 0.0)
         if reg.rejected:
             return LoopAttempt(older, newer, False, "too_far", **base)
@@ -172,7 +199,7 @@ class LoopCloser:
         if not reg.rmse <= cfg.max_rmse:
             return LoopAttempt(older, newer, False, "rmse", **base)
         # every estimated direction pinned by the scan to within the loop edge's sigma
-        dofs = np.array([0, 1, 5]) if graph.planar else np.arange(6)
+        dofs = np.array([0, 1, 5]) if planar else np.arange(6)
         w = cfg.loop_sigmas()[dofs]
         info = reg.information[np.ix_(dofs, dofs)] * np.outer(w, w)
         if np.linalg.eigvalsh(info).min() < 1.0 or base["conditioning"] < MIN_CONDITIONING:

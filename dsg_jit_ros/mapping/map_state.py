@@ -48,9 +48,10 @@ def cells_of(state: MapState, i: int) -> CellObservations:
     return CellObservations(state.keys[r], state.count[r], state.mean_body[r], state.scatter_body[r], 0, 0, 0)
 
 
-def restore(pipeline, state: MapState) -> None:
+def restore(pipeline, state: MapState) -> list:
     """Load ``state`` into ``pipeline`` (before its first keyframe): the frozen map and the
-    global graph's nodes.  ValueError if the map does not fit the configuration."""
+    global graph's nodes; returns the keyframes' (cells, T_map_body, keying pose).
+    ValueError if the map does not fit the configuration."""
     if pipeline.keyframes:
         raise ValueError("a map can only be loaded before the first keyframe")
     voxel = pipeline.cfg.window.voxel.voxel_size
@@ -65,3 +66,4 @@ def restore(pipeline, state: MapState) -> None:
         pipeline.graph.add(float(state.stamps[i]), state.poses[i], state.levels[i], cells, state.key_poses[i])
         frozen.append((cells, state.poses[i], state.key_poses[i]))
     pipeline.window.local.rebuild(frozen)
+    return frozen

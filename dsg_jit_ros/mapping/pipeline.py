@@ -37,12 +37,16 @@ from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, rela
 from dsg_jit_ros.io.map_file import read_map
 from dsg_jit_ros.mapping import map_state
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
+from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.loop_worker import GraphUpdate, LoopWorker
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import marginal_covariance
+
+
+RETRACK_EVERY = 10  # keyframes between rebuilds of the tracked map (tracking horizon)
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,13 @@ class SlamPipeline:
         self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
         self._unplaced_base = 0  # node index of _unplaced[0]
         self.loop_edges: tuple[np.ndarray, tuple[tuple[int, int], ...]] = (np.zeros((0, 3)), ())  # after an update
+        # tracking horizon (loop closure, mapping): the window tracks against the keyframes of the
+        # last loop.min_interval seconds only; older places come back through loop closures
+        self._horizon = self.cfg.loop.min_interval if self.cfg.loop.enabled and self.cfg.mode == "mapping" else None
+        self.full_map = LocalMap(w.voxel.voxel_size, w.surface) if self._horizon is not None else None
+        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) in the tracked map
+        self._oldest_tracked = np.inf  # stamp of the oldest keyframe in the tracked map
+        self._since_retrack = 0
         self._loops_closed = 0  # accepted loops applied to the map
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
@@ -442,7 +453,10 @@ class SlamPipeline:
         file cannot be used."""
         if getattr(self, "_map_state", None) is None:
             self._map_state = read_map(self.cfg.map_file)
-        map_state.restore(self, self._map_state)
+        frozen = map_state.restore(self, self._map_state)
+        if self.full_map is not None:
+            self.full_map.rebuild(frozen)
+            self._oldest_tracked = float(self._map_state.stamps.min()) if len(self._map_state) else np.inf
         self.window.grow_map = self.cfg.mode != "localization"
         t, r = self.cfg.initial_pose_sigma
         self.window.set_initial_pose(self.cfg.initial_transform(), np.array([t] * 3 + [r] * 3))
@@ -468,21 +482,49 @@ class SlamPipeline:
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
         closed_before = self._loops_closed
-        notices += self._close_loops()
+        notices += self._close_loops(cloud.stamp)
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
         return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
                               self.compilations_after_warmup(), notices, self._loops_closed - closed_before)
 
-    def _close_loops(self) -> tuple[str, ...]:
+    def _close_loops(self, stamp: float) -> tuple[str, ...]:
         """Keyframes that left the window go to the global graph (``LoopWorker``); a
-        finished global solve re-bases the window and the frozen map."""
+        finished global solve re-bases the window and the frozen map.  With a tracking
+        horizon, the keyframes older than it leave the tracked map (``_retrack``)."""
         leaving, self.window.leaving = self.window.leaving, []
         self._unplaced += leaving
         self._loops.submit(leaving, self._generation)
+        if self._horizon is not None:
+            for k in leaving:
+                self.full_map.freeze(k.cells, k.t_map_body)
+                self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key))
+                self._oldest_tracked = min(self._oldest_tracked, k.stamp)
         update = self._loops.poll()
-        return self._apply(update) if update is not None else ()
+        notices = self._apply(update, stamp) if update is not None else ()
+        self._retrack(stamp)
+        return notices
+
+    def _retrack(self, stamp: float) -> None:
+        """Every ``RETRACK_EVERY`` keyframes, when the tracked map holds keyframes older than
+        the horizon, rebuild it from the recent ones (``window.replace_frozen``)."""
+        if self._horizon is None:
+            return
+        self._since_retrack += 1
+        cut = stamp - self._horizon
+        if self._oldest_tracked >= cut or self._since_retrack < RETRACK_EVERY:
+            return
+        while self._recent and self._recent[0][0] < cut:
+            self._recent.popleft()
+        self.window.replace_frozen([(c, p, k) for _, c, p, k in self._recent])
+        self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
+        self._since_retrack = 0
+
+    def map_centres(self) -> np.ndarray:
+        """(M, 3) the whole map's points (m, map frame): the window's voxels, then every
+        frozen keyframe's (beyond the tracking horizon too)."""
+        return self.window.voxel_centres(self.full_map.frozen if self.full_map is not None else None)
 
     def finish(self) -> tuple[str, ...]:
         """End of a trajectory (end of a log, before a final save): every keyframe still
@@ -493,7 +535,8 @@ class SlamPipeline:
         the notices."""
         self.process_ready(covariance=False)
         self.window.freeze_all()
-        notices = self._close_loops() + self.flush_loops()
+        last = self.keyframe_odometry[-1][0] if self.keyframe_odometry else 0.0
+        notices = self._close_loops(last) + self.flush_loops()
         self._t_map_odom = self.window.t_map_odom
         return notices
 
@@ -505,14 +548,22 @@ class SlamPipeline:
             notices += self._apply(update)
         return notices
 
-    def _apply(self, update: GraphUpdate) -> tuple[str, ...]:
+    def _apply(self, update: GraphUpdate, stamp: float | None = None) -> tuple[str, ...]:
         """Re-base the window and the frozen map on a global solve.  Keyframes frozen after
-        the solve's snapshot move rigidly with the newest node it covered."""
+        the solve's snapshot move rigidly with the newest node it covered.  With a tracking
+        horizon the window tracks the keyframes within it of ``stamp`` (s; default: all)."""
         start = time.perf_counter()
         c = update.correction
         extra = self._unplaced[update.nodes - self._unplaced_base:]
         placed = update.placed + [(k.cells, c @ k.t_map_body, c @ k.t_key) for k in extra]
+        stamps = np.concatenate([update.stamps, [k.stamp for k in extra]])
         trajectory = update.trajectory + [(k.stamp, c @ k.t_map_body @ k.level) for k in extra]
+        if self._horizon is not None:
+            self.full_map.rebuild(placed)
+            cut = -np.inf if stamp is None else stamp - self._horizon
+            self._recent = deque((t, *p) for t, p in zip(stamps.tolist(), placed) if t >= cut)
+            self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
+            placed = [p for _, *p in self._recent]
         self.window.rebase(c, placed, trajectory, rekey=update.rekey)
         self._unplaced, self._unplaced_base = list(extra), update.nodes
         self._generation = update.generation

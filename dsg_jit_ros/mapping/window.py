@@ -241,12 +241,14 @@ class SlidingWindow:
         """Variable id of the newest keyframe (None before the first)."""
         return self._keyframes[-1].var if self._keyframes else None
 
-    def voxel_centres(self) -> np.ndarray:
-        """(M, 3) map points: active voxels' estimates, then the frozen map's other means (m)."""
+    def voxel_centres(self, frozen_map=None) -> np.ndarray:
+        """(M, 3) map points: active voxels' estimates, then the other means (m) of
+        ``frozen_map`` (a ``VoxelMap``; default: the frozen map the window tracks against)."""
+        vmap = self.local.frozen if frozen_map is None else frozen_map
         keys = np.fromiter(self._voxels.keys(), dtype=np.int64, count=len(self._voxels))
         active = self.wm.get_variable_values(list(self._voxels.values())).reshape(-1, 3)
-        frozen = self.local.frozen.keys[~np.isin(self.local.frozen.keys, keys)]
-        return np.concatenate([active, self.local.frozen.means(frozen).reshape(-1, 3)])
+        frozen = vmap.keys[~np.isin(vmap.keys, keys)]
+        return np.concatenate([active, vmap.means(frozen).reshape(-1, 3)])
 
     def _pose(self, var: int) -> np.ndarray:
         """T_map_body of a keyframe variable (planar part in planar mode)."""
@@ -334,6 +336,19 @@ class SlidingWindow:
         for k, value in zip(keys.tolist(), means):
             self.wm.set_variable_value(self._voxels[k], value)
         self._solve(max(self.cfg.lm.max_iters, REBASE_ITERATIONS), None, capped=False)
+
+    def replace_frozen(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]]) -> None:
+        """Track against a new frozen map built from ``frozen`` (cells, T_map_body, keying
+        pose), e.g. only the recent keyframes: active voxels' surfaces and priors follow
+        it (a voxel left without frozen points loses its prior)."""
+        self.local.rebuild(frozen)
+        if not self._voxels:
+            return
+        keys = np.array(sorted(self._voxels), dtype=np.int64)
+        gone = keys[(self.local.frozen.stats(keys).count <= 0) & np.isin(keys, list(self._voxel_priors))]
+        if len(gone):
+            self.wm.remove_factors(np.array([self._voxel_priors.pop(k) for k in gone.tolist()], dtype=np.int64))
+        self._refresh(keys, keys)
 
     def _place(self) -> None:
         """Put the window's observations into the local map at the current poses."""

@@ -199,13 +199,14 @@ def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> 
     cols = [np.repeat(i[:, None, :], i.shape[1], axis=1).ravel() for i in idx]
     vals = [np.asarray(v, dtype=np.float64).ravel() for v in blocks]
     diag_idx = np.arange(n)
-    factor = cholespy.CholeskySolverD(
-        n,
-        np.concatenate(rows + [diag_idx]).astype(np.int32),
-        np.concatenate(cols + [diag_idx]).astype(np.int32),
-        np.concatenate(vals + [np.asarray(diag, dtype=np.float64)]),
-        cholespy.MatrixType.COO,
-    )
+    rows = np.concatenate(rows + [diag_idx])
+    cols = np.concatenate(cols + [diag_idx])
+    vals = np.concatenate(vals + [np.asarray(diag, dtype=np.float64)])
+    # the unused (padded) factor slots of a fixed-capacity graph contribute exact zeros:
+    # leaving them out keeps the factorisation's cost with the live graph
+    live = vals != 0.0
+    factor = cholespy.CholeskySolverD(n, rows[live].astype(np.int32), cols[live].astype(np.int32), vals[live],
+                                      cholespy.MatrixType.COO)
     out = np.zeros(n)
     factor.solve(np.array(rhs, dtype=np.float64, order="C", copy=True), out)  # writable copy
     return out.astype(rhs.dtype)

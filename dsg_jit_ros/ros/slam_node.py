@@ -384,7 +384,7 @@ class SlamNode(LifecycleNode):
                 f"({totals['few_matches']} of {sum(totals.values())} keyframes so far)")))
 
     def _publish_map(self, stamp) -> None:
-        centres = self.pipeline.window.voxel_centres()
+        centres = self.pipeline.map_centres()
         size = self.pipeline.cfg.window.voxel.voxel_size
         self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
         self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))

