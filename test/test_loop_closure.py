@@ -98,5 +98,43 @@ def test_loop_closure_in_its_own_thread(ring, open_loop):
     pipe, est = _run(ring, loops=True, background=True)
     counts = pipe.loop_counts()
     assert counts["global_solves"] >= 1 and counts["graph_nodes"] == pipe.keyframes
-    assert pipe._loops.idle
+    assert pipe.global_map.worker.idle
     assert _ate(est, truth) < 0.6 * _ate(est_open, truth)
+
+
+def _wall_points(segments, step=0.1):
+    pts = []
+    for a, b in segments:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        n = int(np.linalg.norm(b - a) / step) + 1
+        pts.append(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None])
+    return np.concatenate(pts)
+
+
+def test_correlative_search_finds_the_pose_metres_away_and_flags_a_corridor():
+    """Oracle: the pose a scan was cut at.  A room with two boxes, the prediction 2.8 m and
+    0.12 rad off: the search lands within a cell; in a featureless corridor (two parallel
+    walls) the best pose is not unique and the ambiguity ratio says so."""
+    from dsg_jit_ros.mapping.correlative import correlative_match_2d
+
+    rng = np.random.default_rng(0)
+
+    def pose(x, y, yaw):
+        t = np.eye(4)
+        t[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+        t[:2, 3] = x, y
+        return t
+
+    room = _wall_points([((0, 0), (12, 0)), ((12, 0), (12, 8)), ((12, 8), (0, 8)), ((0, 8), (0, 0)),
+                         ((3, 3), (4, 3)), ((4, 3), (4, 4.5)), ((8, 5), (9.5, 5)), ((9.5, 5), (9.5, 6))])
+    truth = pose(6.0, 4.0, 0.3)
+    scan = ((room - truth[:2, 3]) @ truth[:2, :2])[rng.random(len(room)) < 0.6]
+    scan += rng.normal(0.0, 0.02, scan.shape)
+    found = correlative_match_2d(scan, room, truth @ pose(1.7, -2.2, 0.12), 3.0, 0.2, 0.2)
+    err = np.linalg.inv(truth) @ found.t_target_scan
+    assert np.linalg.norm(err[:2, 3]) < 0.2 and abs(np.arctan2(err[1, 0], err[0, 0])) < 0.02
+    assert found.score > 0.8 and found.runner_up < 0.8 * found.score
+    corridor = _wall_points([((-20, -1.2), (20, -1.2)), ((-20, 1.2), (20, 1.2))])
+    scan = (corridor - [1.0, 0.0])[np.abs(corridor[:, 0] - 1.0) < 8.0]
+    slide = correlative_match_2d(scan, corridor, pose(0.0, 0.0, 0.0), 3.0, 0.1, 0.2)
+    assert slide.runner_up > 0.97 * slide.score  # refused by the loop closer (COARSE_MAX_AMBIGUITY)

@@ -16,7 +16,7 @@ from rclpy.parameter import Parameter
 
 from dsg_jit_ros.io.map_file import MapFileError, read_map, write_map
 from dsg_jit_ros.mapping.export import save_outputs
-from dsg_jit_ros.mapping.map_state import capture
+from dsg_jit_ros.mapping.map_state import capture, cells_of
 from dsg_jit_ros.mapping.pipeline import SlamPipeline
 from ros_helpers import SMALL_WINDOW
 from test_pipeline import CFG
@@ -241,3 +241,30 @@ def test_load_map_service_replaces_the_map_or_keeps_it(mapped, tmp_path):
         io.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_retired_submaps_are_folded_and_saved(mapped):
+    """A global graph of capacity 4 on the same data: retired nodes drop their cells, their
+    submaps live on in ``retired_map``, equal to placing those cells directly (the oracle: a
+    run with room for every node), and the saved map rebuilds exactly the same voxels."""
+    from dsg_jit_ros.mapping.local_map import placed_map
+
+    big, _, _, _, (_, odom, clouds, stamps) = mapped
+    small = SlamPipeline(dataclasses.replace(CFG, loop=dataclasses.replace(CFG.loop, capacity=4)))
+    _feed(small, odom, clouds, stamps)
+    g, ref = small.graph, big.graph
+    assert g.first > 0 and len(g) == len(ref) and len(g) - g.first <= 4
+    assert all(n.cells is None for n in g.nodes[:g.first]) and all(n.cells is not None for n in g.nodes[g.first:])
+    poses = ref.all_poses()
+    direct = placed_map([(n.cells, p, p @ n.key_offset) for n, p in zip(ref.nodes[:g.first], poses)], 1.0)
+    assert np.array_equal(np.sort(g.retired_map.keys), np.sort(direct.keys))
+    np.testing.assert_allclose(g.retired_map.means(direct.keys), direct.means(direct.keys), atol=1e-9)
+
+    def rebuilt(pipe):
+        state = capture(pipe)
+        return placed_map([(cells_of(state, i), state.poses[i], state.key_poses[i]) for i in range(len(state))], 1.0)
+
+    a, b = rebuilt(small), rebuilt(big)
+    assert np.array_equal(np.sort(a.keys), np.sort(b.keys))
+    np.testing.assert_allclose(a.stats(b.keys).count, b.stats(b.keys).count)
+    np.testing.assert_allclose(a.means(b.keys), b.means(b.keys), atol=1e-9)

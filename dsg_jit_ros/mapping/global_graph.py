@@ -12,8 +12,11 @@ covariance before the solve, or removed after it when its residual stays large.
 
 The graph lives in one WorldModel of fixed capacity (``LoopConfig.capacity``
 nodes; the jitted LM with the host sparse Cholesky compiles once).  When it is
-full, the oldest nodes are merged away: their submaps stay in the map at their
-last poses (``retired``) and the oldest remaining node is held by a prior.
+full, the oldest eighth of the nodes is merged away at once: their poses stay as
+they are (``all_poses``), their submaps are folded into one voxel map
+(``retired_map``, replaced by a new object each time so that a reader's copy stays
+valid) and dropped, so memory stays bounded by the mapped area, and the oldest
+remaining node is held by a prior.
 Planar mode: nodes are planar poses with z, roll and pitch fixed in the solver.
 """
 
@@ -24,12 +27,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
+from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
+from dsg_jit_ros.mapping.voxel_map import VoxelMap
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 from dsg_jit_ros.world.model import WorldModel
 
+_IDENTITY = np.eye(4)
+_IDENTITY.flags.writeable = False
+RETIRE_FRACTION = 8  # a full graph retires capacity // RETIRE_FRACTION nodes at once
 CHI2_999 = {3: 16.27, 6: 22.46}  # 99.9 % quantiles of chi-square with 3 and 6 degrees of freedom
 PLAIN_SCALE = 1e6  # a Cauchy kernel this wide is least squares for any loop error that can occur
 
@@ -125,9 +133,11 @@ class LoopEdge:
 class GlobalGraph:
     """Nodes (frozen keyframes) chained by the window's estimates, plus loop edges."""
 
-    def __init__(self, cfg: LoopConfig, planar: bool = False):
+    def __init__(self, cfg: LoopConfig, planar: bool = False, voxel_size: float = 1.0):
+        """``voxel_size`` (m): the grid retired submaps are folded into."""
         self.cfg = cfg
         self.planar = bool(planar)
+        self.retired_map = VoxelMap(voxel_size)  # submaps of the retired nodes, at their last poses
         self.wm = WorldModel(var_capacity={"pose_se3": cfg.capacity},
                              factor_capacity={"between_se3": 2 * cfg.capacity, "prior": 1})
         self.wm.register_residual("between_se3", between_se3_residual)
@@ -165,7 +175,7 @@ class GlobalGraph:
         """Append a node at the window's estimate (``t_key``: the pose its cells were keyed
         under, default ``t_map_body``); returns its index."""
         if len(self.nodes) - self.first >= self.cfg.capacity:
-            self._retire_oldest()
+            self._retire(max(1, self.cfg.capacity // RETIRE_FRACTION))
         var = int(self.wm.add_variables("pose_se3", pose_values(t_map_body[None]))[0])
         if self.planar:
             self.wm.set_fixed_dofs([var], PLANAR_FIXED)
@@ -263,16 +273,30 @@ class GlobalGraph:
             err[PLANAR_FIXED] = 0.0
         return float(np.linalg.norm(err / self.cfg.loop_sigmas()))
 
-    def _retire_oldest(self) -> None:
-        """Take the oldest node out of the WorldModel (its pose stays as it is now)."""
-        node = self.nodes[self.first]
-        self._retired.append(self.poses([self.first])[0])
-        fids = [f for f in (self._anchor, self._chain.pop(self.first + 1, None)) if f is not None]
-        fids += [e.factor for e in self.loops if e.older == self.first]
-        self.loops = [e for e in self.loops if e.older != self.first]
-        self.wm.remove_factors(np.array(fids, dtype=np.int64))
-        self.wm.remove_variable(node.var)
-        self.first += 1
+    def _retire(self, n: int) -> None:
+        """Take the ``n`` oldest nodes out of the WorldModel: their poses stay as they are
+        now, their submaps are folded into a new ``retired_map`` and dropped."""
+        n = min(n, len(self.nodes) - self.first - 1)
+        if n < 1:
+            return
+        gone = list(range(self.first, self.first + n))
+        poses = self.poses(gone)
+        self._retired.extend(poses)
+        folded = placed_map([(self.nodes[i].cells, p, p @ self.nodes[i].key_offset) for i, p in zip(gone, poses)],
+                            self.retired_map.voxel_size)
+        merged = VoxelMap(self.retired_map.voxel_size)
+        for part in (self.retired_map, folded):
+            merged.add(part.keys, part.all_stats())
+        self.retired_map = merged
+        fids = [self._anchor] + [self._chain.pop(i + 1) for i in gone if i + 1 in self._chain]
+        fids += [e.factor for e in self.loops if e.older in gone]
+        self.loops = [e for e in self.loops if e.older not in gone]
+        self.wm.remove_factors(np.array([f for f in fids if f is not None], dtype=np.int64))
+        self.wm.remove_variables(np.array([self.nodes[i].var for i in gone], dtype=np.int64))
+        for i in gone:  # keep what the trajectory needs (stamp, level); drop the rest
+            node = self.nodes[i]
+            node.cells, node.chain, node.key_offset = None, None, _IDENTITY
+        self.first += n
         nxt = self.nodes[self.first]
         self._anchor = self.wm.add_factor("prior", (nxt.var,), {"target": self.wm.get_variable_value(nxt.var),
                                                                  "sigma": 1e-6})

@@ -61,9 +61,13 @@ class LocalMap:
             self.frozen.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
                                                           t_map_body, voxel_centres(cells.keys, self.voxel_size)))
 
-    def rebuild(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]]) -> None:
-        """A new frozen map from keyframes' observations (cells, T_map_body, keying pose)."""
+    def rebuild(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
+                base: VoxelMap | None = None) -> None:
+        """A new frozen map from keyframes' observations (cells, T_map_body, keying pose),
+        on top of the statistics of ``base`` (e.g. the global graph's retired submaps)."""
         self.frozen = placed_map(frozen, self.voxel_size)
+        if base is not None and len(base):
+            self.frozen.add(base.keys, base.all_stats())
 
     def stats(self, keys: np.ndarray) -> VoxelStats:
         """Statistics of ``keys`` (sorted, unique): frozen plus the placed window observations."""

@@ -119,7 +119,8 @@ class LoopCloser:
             t_older, t_newer = graph.poses([older, newest])
             correction = t_older @ attempt.t_older_newer @ np.linalg.inv(t_newer)
             pending = self._pending
-            if pending is not None and self._tries - pending[2] <= CONFIRM_WITHIN and self._agree(correction, pending[1]):
+            if (pending is not None and self._tries - pending[2] <= CONFIRM_WITHIN
+                    and self._agree(correction, pending[1], t_newer)):
                 first = pending[0]
                 graph.add_loop(first.older, first.newer, first.t_older_newer)
                 graph.add_loop(older, newest, attempt.t_older_newer)
@@ -132,9 +133,10 @@ class LoopCloser:
         self.attempts.extend(out)
         return out
 
-    def _agree(self, a: np.ndarray, b: np.ndarray) -> bool:
-        """Two map corrections (4x4) equal within the loop edge's sigmas."""
-        d = np.linalg.inv(a) @ b
+    def _agree(self, a: np.ndarray, b: np.ndarray, at: np.ndarray) -> bool:
+        """Two map corrections (4x4) equal within the loop edge's sigmas where they act: on
+        the pose ``at`` (a small rotation about the map origin moves a far robot a lot)."""
+        d = np.linalg.inv(a @ at) @ (b @ at)
         angle = np.arccos(np.clip((np.trace(d[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))
         return bool(np.linalg.norm(d[:3, 3]) <= self.cfg.loop_sigma_translation
                     and angle <= self.cfg.loop_sigma_rotation)

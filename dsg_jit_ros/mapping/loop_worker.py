@@ -43,7 +43,8 @@ class GraphUpdate:
     """A finished global solve, for the owner to apply.
 
     ``placed``: every node's (cells, T_map_body, keying pose), oldest first (the frozen
-    map's contents), ``stamps`` their stamps (s); ``trajectory``: (stamp, T_map_body of the body) of the nodes after
+    map's contents; retired nodes have none: their submaps are ``retired_map``),
+    ``stamps`` their stamps (s); ``trajectory``: (stamp, T_map_body of the body) of the nodes after
     the loaded map's; ``correction``: T_new @ T_old^-1 of the newest node (map frame),
     which moves the window and keyframes frozen since; ``rekey``: the newest node moved
     by a quarter voxel or more, so the window's observations are re-keyed.
@@ -52,6 +53,7 @@ class GraphUpdate:
     generation: int
     nodes: int
     placed: list
+    retired_map: object  # VoxelMap of the retired nodes' submaps (not modified afterwards)
     stamps: np.ndarray
     trajectory: list
     correction: np.ndarray
@@ -221,7 +223,7 @@ class LoopWorker:
         self.solves += 1
         self.last_solve_ms = ms
         return GraphUpdate(
-            generation=self.generation + 1, nodes=len(nodes), placed=placed,
+            generation=self.generation + 1, nodes=len(nodes), placed=placed, retired_map=graph.retired_map,
             stamps=np.array([n.stamp for n in nodes]), trajectory=trajectory,
             correction=after[-1] @ np.linalg.inv(before[-1]), rekey=not bool(keep[-1]), accepted=tuple(closed),
             loops=tuple((e.older, e.newer) for e in graph.loops), positions=after[:, :3, 3].copy(), solve_ms=ms)

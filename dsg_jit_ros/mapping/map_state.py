@@ -2,7 +2,9 @@
 
 ``capture``: every keyframe the pipeline holds, in time order: the global graph's
 nodes (keyframes that left the window, at their graph poses) and the window's
-keyframes (at their current estimates), each with its voxel observations.
+keyframes (at their current estimates), each with its voxel observations (the
+submaps of retired nodes, folded into one voxel map, are written as the
+observations of the newest retired node).
 ``restore``: a fresh pipeline takes a saved map as its frozen map (and its graph's
 nodes, so loops can close against it); in localization mode it tracks against the
 map without adding to it.
@@ -14,6 +16,7 @@ import numpy as np
 
 from dsg_jit_ros.io.map_file import MapState
 from dsg_jit_ros.mapping.association import CellObservations
+from dsg_jit_ros.mapping.voxel_map import voxel_centres
 
 _EMPTY_CELLS = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3, 3)))
 
@@ -24,7 +27,12 @@ def capture(pipeline) -> MapState:
     pipeline.flush_loops()
     graph, window = pipeline.graph, pipeline.window
     with pipeline.loop_lock:
-        records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, graph.all_poses())]
+        poses = graph.all_poses()
+        records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, poses)]
+        if graph.first and len(graph.retired_map):  # retired nodes' submaps, held by the newest retired one
+            i = graph.first - 1
+            records[i] = (graph.nodes[i].stamp, poses[i], graph.nodes[i].level,
+                          cells_in_frame(graph.retired_map, poses[i]), poses[i])
     if window.grow_map:  # localization does not extend the map it was given
         records += [(k.stamp, k.t_map_body, k.level, k.cells, k.t_key) for k in window.keyframe_records()]
     cells = [r[3] for r in records]
@@ -40,6 +48,20 @@ def capture(pipeline) -> MapState:
         cell_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         keys=stack(0, _EMPTY_CELLS[0]).astype(np.int64), count=stack(1, _EMPTY_CELLS[1]),
         mean_body=stack(2, _EMPTY_CELLS[2]), scatter_body=stack(3, _EMPTY_CELLS[3]))
+
+
+def cells_in_frame(vmap, t_map_body: np.ndarray) -> CellObservations:
+    """A ``VoxelMap``'s statistics as observations made from ``t_map_body`` (4x4): placed
+    back at that pose they give the same statistics (up to rounding)."""
+    st = vmap.all_stats()
+    n = st.count
+    mu = st.mean_offset()
+    mean_map = voxel_centres(vmap.keys, vmap.voxel_size) + mu
+    scatter_map = st.second - n[:, None, None] * mu[:, :, None] * mu[:, None, :]
+    rot = t_map_body[:3, :3]
+    mean_body = (mean_map - t_map_body[:3, 3]) @ rot
+    scatter_body = np.einsum("ji,njk,kl->nil", rot, scatter_map, rot)
+    return CellObservations(vmap.keys.copy(), n.copy(), mean_body, scatter_body, 0, 0, 0)
 
 
 def cells_of(state: MapState, i: int) -> CellObservations:

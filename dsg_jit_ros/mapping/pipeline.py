@@ -37,16 +37,12 @@ from dsg_jit_ros.mapping.keyframes import KeyframeConfig, KeyframeSelector, rela
 from dsg_jit_ros.io.map_file import read_map
 from dsg_jit_ros.mapping import map_state
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
-from dsg_jit_ros.mapping.local_map import LocalMap
-from dsg_jit_ros.mapping.loop_worker import GraphUpdate, LoopWorker
+from dsg_jit_ros.mapping.global_mapping import GlobalMapping
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import marginal_covariance
-
-
-RETRACK_EVERY = 10  # keyframes between rebuilds of the tracked map (tracking horizon)
 
 
 @dataclass(frozen=True)
@@ -154,7 +150,7 @@ class SlamPipeline:
         self._lock = threading.RLock()
         self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
         self.relocalizations = 0  # relocalize() calls (kept across resets)
-        self._loops: LoopWorker | None = None
+        self.global_map: GlobalMapping | None = None
         self.reset()
 
     # ---- state ------------------------------------------------------------
@@ -166,24 +162,9 @@ class SlamPipeline:
     def _reset(self) -> None:
         self.planar: bool | None = {"on": True, "off": False}.get(self.cfg.planar)  # None: not decided yet
         self.window = SlidingWindow(self.cfg.window, planar=bool(self.planar))
-        w = self.cfg.window
-        if self._loops is not None:
-            self._loops.close()
-        self._loops = LoopWorker(GlobalGraph(self.cfg.loop, planar=bool(self.planar)),
-                                 LoopCloser(self.cfg.loop, w.voxel.voxel_size, w.surface, w.registration),
-                                 w.voxel.voxel_size, w.voxel.max_range, background=self.background_loops)
-        self._generation = 0  # map-frame generation: loop updates applied
-        self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
-        self._unplaced_base = 0  # node index of _unplaced[0]
-        self.loop_edges: tuple[np.ndarray, tuple[tuple[int, int], ...]] = (np.zeros((0, 3)), ())  # after an update
-        # tracking horizon (loop closure, mapping): the window tracks against the keyframes of the
-        # last loop.min_interval seconds only; older places come back through loop closures
-        self._horizon = self.cfg.loop.min_interval if self.cfg.loop.enabled and self.cfg.mode == "mapping" else None
-        self.full_map = LocalMap(w.voxel.voxel_size, w.surface) if self._horizon is not None else None
-        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) in the tracked map
-        self._oldest_tracked = np.inf  # stamp of the oldest keyframe in the tracked map
-        self._since_retrack = 0
-        self._loops_closed = 0  # accepted loops applied to the map
+        if self.global_map is not None:
+            self.global_map.worker.close()
+        self.global_map = GlobalMapping(self.cfg, self.window, bool(self.planar), self.background_loops)
         self._odom = OdometryBuffer(self.cfg.inputs.odom_buffer)
         self._selector = KeyframeSelector(self.cfg.keyframe)
         self._pending: deque[_PendingCloud] = deque()  # waiting for odometry
@@ -203,26 +184,32 @@ class SlamPipeline:
     @property
     def graph(self) -> GlobalGraph:
         """The global pose graph (hold ``loop_lock`` to read it while a node runs)."""
-        return self._loops.graph
+        return self.global_map.graph
 
     @property
     def loops(self) -> LoopCloser:
-        return self._loops.closer
+        return self.global_map.worker.closer
 
     @property
     def loop_lock(self) -> threading.RLock:
-        return self._loops.lock
+        return self.global_map.worker.lock
+
+    @property
+    def loop_edges(self) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+        """(node positions (n, 3) m, (older, newer) loop edges) after the last global solve."""
+        return self.global_map.loop_edges
 
     def loop_counts(self) -> dict[str, float]:
         """Global graph and loop-closure counters (for ``~/status``)."""
-        w = self._loops
-        return {"graph_nodes": len(w.graph), "loop_closures": len(w.graph.loops), "loop_attempts": w.attempts,
-                "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
-                "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
+        return self.global_map.counts()
+
+    def map_centres(self) -> np.ndarray:
+        """(M, 3) the whole map's points (m, map frame)."""
+        return self.global_map.map_centres()
 
     def close(self) -> None:
         """Stop the loop-closure thread (a node's cleanup)."""
-        self._loops.close()
+        self.global_map.worker.close()
 
     def adopt_warm_state(self, other: "SlamPipeline") -> None:
         """Carry over what outlives a map from the pipeline this one replaces (``~/load_map``):
@@ -454,14 +441,11 @@ class SlamPipeline:
         if getattr(self, "_map_state", None) is None:
             self._map_state = read_map(self.cfg.map_file)
         frozen = map_state.restore(self, self._map_state)
-        if self.full_map is not None:
-            self.full_map.rebuild(frozen)
-            self._oldest_tracked = float(self._map_state.stamps.min()) if len(self._map_state) else np.inf
+        self.global_map.loaded(frozen, self._map_state.stamps)
         self.window.grow_map = self.cfg.mode != "localization"
         t, r = self.cfg.initial_pose_sigma
         self.window.set_initial_pose(self.cfg.initial_transform(), np.array([t] * 3 + [r] * 3))
         self.loaded_keyframes = len(self._map_state)
-        self._loops.loaded = self._unplaced_base = self.loaded_keyframes
 
     def _decide_planar(self, points: np.ndarray) -> tuple[str, ...]:
         """``planar: auto``: planar mode iff the first keyframe's cloud lies in z = 0."""
@@ -481,50 +465,13 @@ class SlamPipeline:
         self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
-        closed_before = self._loops_closed
-        notices += self._close_loops(cloud.stamp)
+        closed_before = self.global_map.loops_closed
+        notices += self.global_map.after_keyframe(cloud.stamp)
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None:
             self._warm_compiles = compile_count()
         return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
-                              self.compilations_after_warmup(), notices, self._loops_closed - closed_before)
-
-    def _close_loops(self, stamp: float) -> tuple[str, ...]:
-        """Keyframes that left the window go to the global graph (``LoopWorker``); a
-        finished global solve re-bases the window and the frozen map.  With a tracking
-        horizon, the keyframes older than it leave the tracked map (``_retrack``)."""
-        leaving, self.window.leaving = self.window.leaving, []
-        self._unplaced += leaving
-        self._loops.submit(leaving, self._generation)
-        if self._horizon is not None:
-            for k in leaving:
-                self.full_map.freeze(k.cells, k.t_map_body)
-                self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key))
-                self._oldest_tracked = min(self._oldest_tracked, k.stamp)
-        update = self._loops.poll()
-        notices = self._apply(update, stamp) if update is not None else ()
-        self._retrack(stamp)
-        return notices
-
-    def _retrack(self, stamp: float) -> None:
-        """Every ``RETRACK_EVERY`` keyframes, when the tracked map holds keyframes older than
-        the horizon, rebuild it from the recent ones (``window.replace_frozen``)."""
-        if self._horizon is None:
-            return
-        self._since_retrack += 1
-        cut = stamp - self._horizon
-        if self._oldest_tracked >= cut or self._since_retrack < RETRACK_EVERY:
-            return
-        while self._recent and self._recent[0][0] < cut:
-            self._recent.popleft()
-        self.window.replace_frozen([(c, p, k) for _, c, p, k in self._recent])
-        self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
-        self._since_retrack = 0
-
-    def map_centres(self) -> np.ndarray:
-        """(M, 3) the whole map's points (m, map frame): the window's voxels, then every
-        frozen keyframe's (beyond the tracking horizon too)."""
-        return self.window.voxel_centres(self.full_map.frozen if self.full_map is not None else None)
+                              self.compilations_after_warmup(), notices, self.global_map.loops_closed - closed_before)
 
     def finish(self) -> tuple[str, ...]:
         """End of a trajectory (end of a log, before a final save): every keyframe still
@@ -536,45 +483,14 @@ class SlamPipeline:
         self.process_ready(covariance=False)
         self.window.freeze_all()
         last = self.keyframe_odometry[-1][0] if self.keyframe_odometry else 0.0
-        notices = self._close_loops(last) + self.flush_loops()
+        notices = self.global_map.after_keyframe(last) + self.flush_loops()
         self._t_map_odom = self.window.t_map_odom
         return notices
 
     def flush_loops(self) -> tuple[str, ...]:
         """Wait for the loop-closure thread and apply what it finished (end of a log,
         before saving the map); returns the notices."""
-        notices: tuple[str, ...] = ()
-        while (update := self._loops.flush()) is not None:
-            notices += self._apply(update)
-        return notices
-
-    def _apply(self, update: GraphUpdate, stamp: float | None = None) -> tuple[str, ...]:
-        """Re-base the window and the frozen map on a global solve.  Keyframes frozen after
-        the solve's snapshot move rigidly with the newest node it covered.  With a tracking
-        horizon the window tracks the keyframes within it of ``stamp`` (s; default: all)."""
-        start = time.perf_counter()
-        c = update.correction
-        extra = self._unplaced[update.nodes - self._unplaced_base:]
-        placed = update.placed + [(k.cells, c @ k.t_map_body, c @ k.t_key) for k in extra]
-        stamps = np.concatenate([update.stamps, [k.stamp for k in extra]])
-        trajectory = update.trajectory + [(k.stamp, c @ k.t_map_body @ k.level) for k in extra]
-        if self._horizon is not None:
-            self.full_map.rebuild(placed)
-            cut = -np.inf if stamp is None else stamp - self._horizon
-            self._recent = deque((t, *p) for t, p in zip(stamps.tolist(), placed) if t >= cut)
-            self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
-            placed = [p for _, *p in self._recent]
-        self.window.rebase(c, placed, trajectory, rekey=update.rekey)
-        self._unplaced, self._unplaced_base = list(extra), update.nodes
-        self._generation = update.generation
-        self.loop_edges = (update.positions, update.loops)
-        self._loops_closed += len(update.accepted)
-        ms = 1e3 * (time.perf_counter() - start)
-        moved = float(np.linalg.norm(c[:3, 3]))
-        stamps = [(self.graph.nodes[a.newer].stamp, self.graph.nodes[a.older].stamp) for a in update.accepted]
-        return tuple(f"loop closed: keyframe at {new:.2f} s sees the one at {old:.2f} s (overlap {a.overlap:.0%}); "
-                     f"graph solved in {update.solve_ms:.0f} ms, map re-based in {ms:.0f} ms, the window moved "
-                     f"{moved:.3f} m" for a, (new, old) in zip(update.accepted, stamps))
+        return self.global_map.flush()
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body

@@ -306,16 +306,17 @@ class SlidingWindow:
         return stats
 
     def rebase(self, correction: np.ndarray, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
-               trajectory: list[tuple[float, np.ndarray]], rekey: bool = True) -> None:
+               trajectory: list[tuple[float, np.ndarray]], rekey: bool = True, base=None) -> None:
         """After the global graph moved: move the window rigidly by ``correction`` (4x4,
         map frame, ``T <- C T``), rebuild the frozen map from ``frozen`` (cells,
-        T_map_body, keying pose: ``local_map.placed_map``) and replace the frozen
+        T_map_body, keying pose: ``local_map.placed_map``) on top of ``base`` (a
+        ``VoxelMap``, e.g. retired submaps) and replace the frozen
         keyframes' poses by ``trajectory``.  The window's observations are re-keyed under
         their keying poses moved by the correction (``rekey``; else they keep their
         voxels), new voxel variables at the means of all their points, then a full solve."""
         c = np.asarray(correction, dtype=np.float64)
         self.trajectory = list(trajectory)
-        self.local.rebuild(frozen)
+        self.local.rebuild(frozen, base)
         if not self._keyframes:
             self._parked = c @ self._parked
             return

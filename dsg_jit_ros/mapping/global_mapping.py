@@ -1,0 +1,149 @@
+"""The window's side of loop closure: what leaves it goes to the global graph, what the
+graph finds comes back as a re-based window and map.
+
+``GlobalMapping`` (one per map, beside a ``SlidingWindow``) hands the keyframes that
+left the window to the ``LoopWorker`` (global graph, loop search, global solve; in a
+thread of its own or inline) and applies a finished ``GraphUpdate``: the window and the
+frozen map are re-based, keyframes frozen after the solve's snapshot move rigidly with
+the newest node it covered.
+
+Tracking horizon (loop closure on, mapping mode): the window tracks against the
+keyframes of the last ``loop.min_interval`` seconds only (rebuilt every
+``RETRACK_EVERY`` keyframes), so a revisit after a loop is found by loop closure and
+spread over the loop, not snapped onto the old map by the window; the whole map is kept
+apart (``full_map``) for outputs.  Stamps in seconds, poses ``T_map_body``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from dsg_jit_ros.mapping.global_graph import GlobalGraph
+from dsg_jit_ros.mapping.local_map import LocalMap
+from dsg_jit_ros.mapping.loop_closure import LoopCloser
+from dsg_jit_ros.mapping.loop_worker import GraphUpdate, LoopWorker
+
+RETRACK_EVERY = 10  # keyframes between rebuilds of the tracked map (tracking horizon)
+
+
+class GlobalMapping:
+    """Global graph + loop closure for one window (see the module doc)."""
+
+    def __init__(self, cfg, window, planar: bool, background: bool):
+        """``cfg``: the ``PipelineConfig``; ``window``: the ``SlidingWindow`` to re-base."""
+        w = cfg.window
+        self.window = window
+        self.worker = LoopWorker(GlobalGraph(cfg.loop, planar=planar, voxel_size=w.voxel.voxel_size),
+                                 LoopCloser(cfg.loop, w.voxel.voxel_size, w.surface, w.registration),
+                                 w.voxel.voxel_size, w.voxel.max_range, background=background)
+        self._generation = 0  # map-frame generation: loop updates applied
+        self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
+        self._unplaced_base = 0  # node index of _unplaced[0]
+        self.loop_edges: tuple[np.ndarray, tuple[tuple[int, int], ...]] = (np.zeros((0, 3)), ())  # after an update
+        self.loops_closed = 0  # accepted loops applied to the map
+        self.horizon = cfg.loop.min_interval if cfg.loop.enabled and cfg.mode == "mapping" else None
+        self.full_map = LocalMap(w.voxel.voxel_size, w.surface) if self.horizon is not None else None
+        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) in the tracked map
+        self._oldest_tracked = np.inf  # stamp of the oldest keyframe in the tracked map
+        self._since_retrack = 0
+
+    @property
+    def graph(self) -> GlobalGraph:
+        return self.worker.graph
+
+    def loaded(self, frozen: list, stamps: np.ndarray) -> None:
+        """A loaded map's keyframes ((cells, T_map_body, keying pose), their stamps) are the
+        graph's first nodes and the frozen map."""
+        self.worker.loaded = self._unplaced_base = len(frozen)
+        if self.full_map is not None:
+            self.full_map.rebuild(frozen)
+            self._oldest_tracked = float(np.min(stamps)) if len(stamps) else np.inf
+
+    def counts(self) -> dict[str, float]:
+        """Global graph and loop-closure counters (for ``~/status``)."""
+        w = self.worker
+        return {"graph_nodes": len(w.graph), "loop_closures": len(w.graph.loops), "loop_attempts": w.attempts,
+                "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
+                "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
+
+    def after_keyframe(self, stamp: float) -> tuple[str, ...]:
+        """Keyframes that left the window go to the global graph; a finished global solve
+        re-bases the window and the frozen map; with a tracking horizon, keyframes older
+        than it leave the tracked map.  ``stamp``: the newest keyframe's.  Returns notices."""
+        window = self.window
+        leaving, window.leaving = window.leaving, []
+        self._unplaced += leaving
+        self.worker.submit(leaving, self._generation)
+        if self.horizon is not None:
+            for k in leaving:
+                self.full_map.freeze(k.cells, k.t_map_body)
+                self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key))
+                self._oldest_tracked = min(self._oldest_tracked, k.stamp)
+        update = self.worker.poll()
+        notices = self._apply(update, stamp) if update is not None else ()
+        # a future update covers at least the nodes in the graph now: those need no rigid move
+        done = len(self.graph.nodes)
+        if done > self._unplaced_base:
+            del self._unplaced[:done - self._unplaced_base]
+            self._unplaced_base = done
+        self._retrack(stamp)
+        return notices
+
+    def flush(self) -> tuple[str, ...]:
+        """Wait for the loop worker and apply what it finished; returns the notices."""
+        notices: tuple[str, ...] = ()
+        while (update := self.worker.flush()) is not None:
+            notices += self._apply(update)
+        return notices
+
+    def map_centres(self) -> np.ndarray:
+        """(M, 3) the whole map's points (m): the window's voxels, then every frozen
+        keyframe's (beyond the tracking horizon too)."""
+        return self.window.voxel_centres(self.full_map.frozen if self.full_map is not None else None)
+
+    def _retrack(self, stamp: float) -> None:
+        """Every ``RETRACK_EVERY`` keyframes, when the tracked map holds keyframes older than
+        the horizon, rebuild it from the recent ones (``window.replace_frozen``)."""
+        if self.horizon is None:
+            return
+        self._since_retrack += 1
+        cut = stamp - self.horizon
+        if self._oldest_tracked >= cut or self._since_retrack < RETRACK_EVERY:
+            return
+        while self._recent and self._recent[0][0] < cut:
+            self._recent.popleft()
+        self.window.replace_frozen([(c, p, k) for _, c, p, k in self._recent])
+        self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
+        self._since_retrack = 0
+
+    def _apply(self, update: GraphUpdate, stamp: float | None = None) -> tuple[str, ...]:
+        """Re-base the window and the frozen map on a global solve.  With a tracking horizon
+        the window tracks the keyframes within it of ``stamp`` (s; default: all)."""
+        start = time.perf_counter()
+        c = update.correction
+        extra = self._unplaced[update.nodes - self._unplaced_base:]
+        placed = update.placed + [(k.cells, c @ k.t_map_body, c @ k.t_key) for k in extra]
+        stamps = np.concatenate([update.stamps, [k.stamp for k in extra]])
+        trajectory = update.trajectory + [(k.stamp, c @ k.t_map_body @ k.level) for k in extra]
+        if self.horizon is not None:
+            self.full_map.rebuild(placed, update.retired_map)
+            cut = -np.inf if stamp is None else stamp - self.horizon
+            self._recent = deque((t, *p) for t, p in zip(stamps.tolist(), placed) if t >= cut)
+            self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
+            self.window.rebase(c, [p for _, *p in self._recent], trajectory, rekey=update.rekey)
+        else:
+            self.window.rebase(c, placed, trajectory, rekey=update.rekey, base=update.retired_map)
+        self._unplaced, self._unplaced_base = list(extra), update.nodes
+        self._generation = update.generation
+        self.loop_edges = (update.positions, update.loops)
+        self.loops_closed += len(update.accepted)
+        ms = 1e3 * (time.perf_counter() - start)
+        moved = float(np.linalg.norm(c[:3, 3]))
+        nodes = self.graph.nodes
+        return tuple(f"loop closed: keyframe at {nodes[a.newer].stamp:.2f} s sees the one at "
+                     f"{nodes[a.older].stamp:.2f} s (overlap {a.overlap:.0%}); graph solved in "
+                     f"{update.solve_ms:.0f} ms, map re-based in {ms:.0f} ms, the window moved {moved:.3f} m"
+                     for a in update.accepted)
