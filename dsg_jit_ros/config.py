@@ -163,6 +163,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("output.save_directory", "out/map", "Where ~/save_map writes when the request names no directory."),
     ParamSpec("output.log_throttle", 5.0, "Minimum wall time between two warnings of one kind (s).", 0.0, BIG),
     ParamSpec("warmup", True, "Compile the solver on a synthetic keyframe before subscribing."),
+    ParamSpec("compile_cache", "auto", "Persistent XLA compile cache directory: a restarted node loads its compiled "
+              "solver instead of compiling it; auto: $DSG_JIT_ROS_CACHE or ~/.cache/dsg_jit_ros/xla; empty: off."),
     ParamSpec("autostart", True, "Configure and activate at start-up; false: stay unconfigured until lifecycle "
               "transitions arrive on ~/change_state (lifecycle_msgs/ChangeState)."),
 )
@@ -186,6 +188,7 @@ class NodeConfig:
     save_directory: str
     log_throttle: float
     warmup: bool
+    compile_cache: str = "auto"
 
     @property
     def cloud_frame(self) -> str:
@@ -221,7 +224,7 @@ def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:
         odom_queue_depth=int(v["odom_queue_depth"]), points_queue_depth=int(v["points_queue_depth"]),
         publish_covariance=bool(v["output.publish_covariance"]), markers_period=float(v["output.markers_period"]),
         save_directory=str(v["output.save_directory"]), log_throttle=float(v["output.log_throttle"]),
-        warmup=bool(v["warmup"]),
+        warmup=bool(v["warmup"]), compile_cache=str(v["compile_cache"]),
     )
     try:
         pipeline_cfg = PipelineConfig(

@@ -17,3 +17,5 @@ POSEGRAPH = SHARED / "data" / "posegraph"
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="dsg_jit_ros_test_ros_log_"))
+# nodes started by tests keep their compile cache (compile_cache: auto) out of the user's home
+os.environ.setdefault("DSG_JIT_ROS_CACHE", tempfile.mkdtemp(prefix="dsg_jit_ros_test_xla_"))

@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dsg_jit_ros.mapping.active_voxels import ActiveVoxels
 from dsg_jit_ros.mapping.association import CellObservations, associate, recell
 from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, split_planar
 from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, register
-from dsg_jit_ros.mapping.voxel_map import SurfaceConfig, observation_weights, surface_sqrt_information
+from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
@@ -176,14 +177,9 @@ class SlidingWindow:
         self.local = LocalMap(cfg.voxel.voxel_size, cfg.surface)
         self._placed = True  # the local map's window observations are at the current poses
         self._keyframes: list[_Keyframe] = []
-        self._voxels: dict[int, int] = {}  # packed key -> active voxel variable
-        self._voxel_priors: dict[int, int] = {}  # packed key -> prior factor toward its frozen statistics
-        self._voxel_users: dict[int, int] = {}  # packed key -> window keyframes seeing it
-        self._shapes: dict[int, np.ndarray] = {}  # packed key -> W_l (3x3, map frame) of an active voxel
-        self._n_obs = 0  # pose_voxel_surface factors in the window
+        self.voxels = ActiveVoxels(self.wm, self.local, cfg)
         self.trajectory: list[tuple[float, np.ndarray]] = []  # frozen keyframes: (stamp, T_map_body)
         self._anchor: int | None = None
-        self.dropped_capacity = 0
         self.dropped_points = 0
         # registration outcomes: "matched" (used), "degenerate" (used, some directions from odometry),
         # "rejected" (correction beyond max_correction_sigma), "few_matches" (prediction kept)
@@ -244,11 +240,12 @@ class SlidingWindow:
     def voxel_centres(self, frozen_map=None) -> np.ndarray:
         """(M, 3) map points: active voxels' estimates, then the other means (m) of
         ``frozen_map`` (a ``VoxelMap``; default: the frozen map the window tracks against)."""
-        vmap = self.local.frozen if frozen_map is None else frozen_map
-        keys = np.fromiter(self._voxels.keys(), dtype=np.int64, count=len(self._voxels))
-        active = self.wm.get_variable_values(list(self._voxels.values())).reshape(-1, 3)
-        frozen = vmap.keys[~np.isin(vmap.keys, keys)]
-        return np.concatenate([active, vmap.means(frozen).reshape(-1, 3)])
+        return self.voxels.centres(self.local.frozen if frozen_map is None else frozen_map)
+
+    @property
+    def dropped_capacity(self) -> int:
+        """Voxel observations left out by the capacities so far."""
+        return self.voxels.dropped_capacity
 
     def _pose(self, var: int) -> np.ndarray:
         """T_map_body of a keyframe variable (planar part in planar mode)."""
@@ -271,7 +268,7 @@ class SlidingWindow:
             t_pred = split_planar(t_pred)[0] if self.planar else t_pred
             self._initial = None
         reg = None
-        if self.cfg.registration.enabled and (self._voxels or len(self.local.frozen)):
+        if self.cfg.registration.enabled and (len(self.voxels) or len(self.local.frozen)):
             self._place()
             target = self.local.target(t_pred[:3, 3], self.cfg.voxel.max_range)
             reg = register(pts, t_pred, target, sigmas, self.cfg.registration, planar=self.planar)
@@ -298,7 +295,7 @@ class SlidingWindow:
         stats = self._solve(PRE_ASSOCIATION_ITERS if self.cfg.reassociations else self.cfg.lm.max_iters, reg)
         for i in range(self.cfg.reassociations):
             self._forget_observations(kf)
-            self.dropped_capacity, self.dropped_points = drops_before  # count the final association only
+            self.voxels.dropped_capacity, self.dropped_points = drops_before  # count the final association only
             self._observe(kf, self._pose(kf.var), pts)
             self._refresh(kf.cells.keys, _EMPTY)
             stats = self._solve(PRE_ASSOCIATION_ITERS if i + 1 < self.cfg.reassociations else self.cfg.lm.max_iters,
@@ -329,13 +326,13 @@ class SlidingWindow:
             self._forget_observations(kf)
             if cells is not None:
                 self._insert(kf, recell(cells, t_key, self.cfg.voxel.voxel_size), t_key)
-        keys = np.array(sorted(self._voxels), dtype=np.int64)
+        keys = self.voxels.keys()
         self._refresh(keys, keys)
         # every voxel at the mean of all its points (frozen and window), then a full solve:
         # the window's warm start is gone
         means = self.local.means(keys, self.local.stats(keys))
         for k, value in zip(keys.tolist(), means):
-            self.wm.set_variable_value(self._voxels[k], value)
+            self.wm.set_variable_value(self.voxels.ids[k], value)
         self._solve(max(self.cfg.lm.max_iters, REBASE_ITERATIONS), None, capped=False)
 
     def replace_frozen(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]]) -> None:
@@ -343,12 +340,10 @@ class SlidingWindow:
         pose), e.g. only the recent keyframes: active voxels' surfaces and priors follow
         it (a voxel left without frozen points loses its prior)."""
         self.local.rebuild(frozen)
-        if not self._voxels:
+        if not len(self.voxels):
             return
-        keys = np.array(sorted(self._voxels), dtype=np.int64)
-        gone = keys[(self.local.frozen.stats(keys).count <= 0) & np.isin(keys, list(self._voxel_priors))]
-        if len(gone):
-            self.wm.remove_factors(np.array([self._voxel_priors.pop(k) for k in gone.tolist()], dtype=np.int64))
+        self.voxels.drop_orphan_priors()
+        keys = self.voxels.keys()
         self._refresh(keys, keys)
 
     def _place(self) -> None:
@@ -366,47 +361,9 @@ class SlidingWindow:
         self._placed = False
         self._place()
         observed = np.unique(observed)
-        if len(observed):
-            stats = self.local.stats(observed)
-            sqrt = surface_sqrt_information(stats, self.local.voxel_size, self.cfg.surface)  # W_l, map frame
-            fids, okeys, count = self._observations_of(observed)
-            weight = np.sqrt(observation_weights(count, self.cfg.surface))
-            self.wm.set_factors(fids, {"sqrt_info": weight[:, None, None] * sqrt[np.searchsorted(observed, okeys)]})
-            self._shapes.update(zip(observed.tolist(), sqrt))
-        still_active = np.array([k for k in np.unique(frozen).tolist() if k in self._voxels], dtype=np.int64)
-        priors = np.union1d(observed, still_active)
-        self._refresh_priors(priors)
-
-    def _observations_of(self, keys: np.ndarray):
-        """(factor ids, voxel keys, point counts) of the window's observations of ``keys`` (sorted)."""
-        kfs = [k for k in self._keyframes if k.cells is not None and len(k.cells)]
-        okeys = np.concatenate([k.cells.keys for k in kfs])
-        hit = np.isin(okeys, keys)
-        return (np.concatenate([k.obs for k in kfs])[hit], okeys[hit],
-                np.concatenate([k.cells.count for k in kfs])[hit])
-
-    def _refresh_priors(self, keys: np.ndarray) -> None:
-        """Priors toward the frozen means of active ``keys`` that have frozen points, shaped
-        like their voxel's observations."""
-        if self.cfg.frozen_weight <= 0 or not len(keys):
-            return
-        frozen = self.local.frozen.stats(keys)
-        has = frozen.count > 0
-        if not has.any():
-            return
-        keys = keys[has]
-        target = self.local.frozen.means(keys)
-        sqrt = np.stack([self._shapes[k] for k in keys.tolist()])
-        w = np.sqrt(self.cfg.frozen_weight * observation_weights(frozen.count[has], self.cfg.surface))
-        params = {"target": target, "sqrt_info": w[:, None, None] * sqrt}
-        fids = np.array([self._voxel_priors.get(k, -1) for k in keys.tolist()], dtype=np.int64)
-        old = fids >= 0
-        if old.any():
-            self.wm.set_factors(fids[old], {k: v[old] for k, v in params.items()})
-        if (~old).any():
-            vids = np.array([self._voxels[k] for k in keys[~old].tolist()], dtype=np.int64)
-            new = self.wm.add_factors("prior", vids[:, None], {k: v[~old] for k, v in params.items()})
-            self._voxel_priors.update(zip(keys[~old].tolist(), new.tolist()))
+        self.voxels.reshape(observed, [(k.obs, k.cells) for k in self._keyframes])
+        still_active = np.array([k for k in np.unique(frozen).tolist() if k in self.voxels.ids], dtype=np.int64)
+        self.voxels.refresh_priors(np.union1d(observed, still_active))
 
     def _observe(self, kf: _Keyframe, t_map_body: np.ndarray, pts: np.ndarray) -> None:
         cells = associate(pts, t_map_body, self.cfg.voxel)
@@ -414,71 +371,16 @@ class SlidingWindow:
         self._insert(kf, cells, t_map_body)
 
     def _insert(self, kf: _Keyframe, cells: CellObservations, t_map_body: np.ndarray) -> None:
-        """Observations of ``cells`` (keyed in the map under ``t_map_body``) by ``kf``:
-        capacities applied, voxels activated, factors added."""
+        """Observations of ``cells`` (keyed in the map under ``t_map_body``) by ``kf``."""
         kf.t_key = np.asarray(t_map_body, dtype=np.float64)
-        if len(cells) == 0:
-            kf.cells = cells
-            return
-        order = np.argsort(-cells.count, kind="stable")  # most-supported voxels first
-        keys = cells.keys[order]
-        found = np.array([self._voxels.get(k, -1) for k in keys.tolist()], dtype=np.int64)
-        is_new = found < 0
-        # capacities: new voxels while max_voxels allows, then observations while
-        # max_observations allows (in support order)
-        keep = ~is_new | (np.cumsum(is_new) <= self.cfg.max_voxels - len(self._voxels))
-        keep &= np.cumsum(keep) <= self.cfg.max_observations - self._n_obs
-        self.dropped_capacity += int((~keep).sum())
-        cells = cells.select(order[keep])
-        found, is_new = found[keep], is_new[keep]
-        kf.cells = cells
-        if not len(cells):
-            return
-        world = cells.mean_body @ t_map_body[:3, :3].T + t_map_body[:3, 3]
-        if is_new.any():
-            found[is_new] = self._activate_voxels(cells.keys[is_new], world[is_new])
-        pairs = np.stack([np.full(len(found), kf.var), found], axis=1)
-        kf.obs = np.asarray(self.wm.add_factors("pose_voxel_surface", pairs, {
-            "point_body": cells.mean_body, "robust": ("cauchy", self.cfg.kernel_scale)}))
-        self._n_obs += len(cells)
-        users = self._voxel_users
-        for k in cells.keys.tolist():
-            users[k] = users.get(k, 0) + 1
-
-    def _activate_voxels(self, keys: np.ndarray, guess: np.ndarray) -> np.ndarray:
-        """New active voxels, at their frozen mean when the map has one, else at ``guess``."""
-        frozen = self.local.frozen.means(keys)
-        values = np.where(np.isnan(frozen), guess, frozen)
-        vids = self.wm.add_variables("voxel_cell3d", values)
-        self._voxels.update(zip(keys.tolist(), vids.tolist()))
-        return vids
-
-    def _release_keys(self, keys: np.ndarray) -> None:
-        """One observation fewer of each key; retire the voxels nobody sees any more."""
-        users = self._voxel_users
-        gone = []
-        for k in keys.tolist():
-            n = users[k] - 1
-            if n:
-                users[k] = n
-            else:
-                del users[k]
-                gone.append(k)
-        self._n_obs -= len(keys)
-        if gone:
-            vids = np.array([self._voxels.pop(k) for k in gone], dtype=np.int64)
-            for k in gone:
-                self._shapes.pop(k, None)
-            priors = [p for p in (self._voxel_priors.pop(k, None) for k in gone) if p is not None]
-            self.wm.remove_factors(priors)
-            self.wm.remove_variables(vids)
+        kf.cells, kf.obs = self.voxels.insert(kf.var, cells, kf.t_key)
 
     def _forget_observations(self, kf: _Keyframe) -> None:
         """Remove a keyframe's voxel factors (keeping its odometry factor)."""
         self.wm.remove_factors(kf.obs)
         keys = kf.cells.keys if kf.cells is not None else _EMPTY
         kf.obs, kf.cells = _EMPTY, None
-        self._release_keys(keys)
+        self.voxels.release(keys)
 
     def freeze_all(self) -> None:
         """Freeze every keyframe (end of a trajectory, before a final global solve): each
@@ -509,7 +411,7 @@ class SlidingWindow:
                 "target": self.wm.get_variable_value(new_first.var), "sigma": self.cfg.anchor_sigma})
         self.wm.remove_variable(old.var)
         keys = old.cells.keys if old.cells is not None else _EMPTY
-        self._release_keys(keys)
+        self.voxels.release(keys)
         self._placed = False
         return keys
 
@@ -528,7 +430,7 @@ class SlidingWindow:
             initial_cost=float(result.initial_cost),
             final_cost=float(result.cost),
             keyframes_in_window=len(self._keyframes),
-            active_voxels=len(self._voxels),
+            active_voxels=len(self.voxels),
             frozen_voxels=len(self.local.frozen),
             factors=self.wm.num_factors,
             compilations=compile_count("levenberg_marquardt"),

@@ -58,6 +58,7 @@ from visualization_msgs.msg import MarkerArray
 
 from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
+from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.ros import convert
 from dsg_jit_ros.ros.params import ParameterError, build_configs, declare_and_read
@@ -130,6 +131,12 @@ class SlamNode(LifecycleNode):
         self.received: Counter[str] = Counter()  # messages per input, whatever became of them
         self.warmup_s = 0.0
         self.published_keyframes = 0
+        if self.cfg.compile_cache:
+            try:
+                cache = enable_persistent_cache(None if self.cfg.compile_cache == "auto" else self.cfg.compile_cache)
+                self.get_logger().info(f"compile cache: {cache}")
+            except OSError as err:  # an unwritable directory costs start-up time, not the node
+                self.get_logger().warning(f"compile cache {self.cfg.compile_cache!r} not used: {err}")
         if self.cfg.warmup:
             self.warmup_s = self.pipeline.warm_up()
             self.get_logger().info(f"solver compiled in {self.warmup_s:.1f} s (warm-up); no compile after this")
