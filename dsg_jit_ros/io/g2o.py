@@ -20,13 +20,15 @@ Supported lines::
 
 Line order: VERTEX and EDGE lines may come in any order (g2o does not require
 vertices first); edges are resolved against the vertices of the whole file once it
-has been read.  An edge naming a vertex id that no VERTEX line declares anywhere is
-an error (file, line and id in the message) unless ``missing_vertices="compose"``:
-then each undeclared vertex is placed by composing edge measurements along a
-spanning tree that prefers edges between consecutive ids (the odometry chain of a
-sequential graph), starting from the declared vertices, or at the identity for a
-connected group with no declared vertex.  Files holding only EDGE lines, such as
-Olson's ``manhattan.g2o``, need this.
+has been read.  A vertex id that edges name but no VERTEX line declares is, by
+default (``missing_vertices="compose"``), placed by composing edge measurements
+along a spanning tree that prefers edges between consecutive ids (the odometry
+chain of a sequential graph), starting from the declared vertices, or at the
+identity for a connected group with no declared vertex; ``PoseGraph.composed_vertices``
+counts them.  This reads files holding only EDGE lines, such as Olson's
+``manhattan.g2o``, as GTSAM's ``readG2o`` does (it chains odometry for them).
+``missing_vertices="error"`` is the strict option: an undeclared id is then an
+error naming the file, line and id.
 
 Information matrices are parsed, checked for positive definiteness and optionally
 repaired by ``dsg_jit_ros.io.g2o_information``; repaired edges are listed in
@@ -105,6 +107,8 @@ class PoseGraph:
         ignored: count of skipped lines per tag (``FIX`` and unknown tags).
         repaired_edges: (r,) int64 edge rows whose information ``read_g2o``
             replaced because it was not positive definite (``repair_information``).
+        composed_vertices: how many vertices ``read_g2o`` placed by composing edge
+            measurements because no VERTEX line declared them (0 when all were).
     """
 
     dim: int
@@ -117,6 +121,7 @@ class PoseGraph:
     planar: bool = False
     ignored: dict[str, int] = field(default_factory=dict)
     repaired_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    composed_vertices: int = 0
 
     def __post_init__(self) -> None:
         n, m = len(self.ids), len(self.edge_i)
@@ -250,7 +255,7 @@ def read_g2o(
     path: str | os.PathLike[str],
     *,
     repair_information: str | None = None,
-    missing_vertices: str = "error",
+    missing_vertices: str = "compose",
 ) -> PoseGraph:
     """Read a 2D (``VERTEX_SE2``/``EDGE_SE2``) or 3D (``*_SE3:QUAT``) g2o file.
 
@@ -261,16 +266,17 @@ def read_g2o(
         repair_information: None (default: a non positive definite information
             matrix is an error), ``"nearest_pd"`` or ``"isotropic"`` (see the
             module docstring); repaired edge rows go to ``PoseGraph.repaired_edges``.
-        missing_vertices: ``"error"`` (default) or ``"compose"``: place vertices
-            that only edges mention by composing measurements (module docstring).
-            Undeclared vertices follow the declared ones, in ascending id order.
+        missing_vertices: ``"compose"`` (default; as GTSAM's ``readG2o``): place
+            vertices that only edges mention by composing measurements (module
+            docstring), counted in ``PoseGraph.composed_vertices``; they follow the
+            declared ones, in ascending id order.  ``"error"``: reject them.
 
     Raises:
         ValueError: on a malformed line (wrong number of fields, non-integer id,
             non-numeric or non-finite value, quaternion norm off by more than
             ``QUAT_NORM_TOLERANCE``, duplicate vertex id, mixing 2D and 3D tags),
-            an edge whose vertex is declared nowhere in the file (unless
-            ``missing_vertices="compose"``) or an information matrix that is not
+            an edge whose vertex is declared nowhere in the file (only with
+            ``missing_vertices="error"``) or an information matrix that is not
             positive definite (unless repaired).  The message names the file and
             the 1-based line number.
     """
@@ -328,8 +334,8 @@ def read_g2o(
         vid = next(v for v in edge_ids[e] if v not in declared_ids)
         raise ValueError(
             f"{path} line {edge_lines[e]}: edge references unknown vertex id {vid} (no VERTEX line anywhere in "
-            f"the file declares it; {undeclared.size} ids are undeclared; read_g2o(..., missing_vertices="
-            f"'compose') places such vertices by composing edge measurements)"
+            f"the file declares it; {undeclared.size} ids are undeclared; missing_vertices='error' was asked for, "
+            f"the default missing_vertices='compose' places such vertices by composing edge measurements)"
         )
     ids = np.concatenate([np.asarray(vertex_ids, dtype=np.int64), undeclared])
     by_id = np.argsort(ids, kind="stable")
@@ -367,5 +373,6 @@ def read_g2o(
         planar=dim == 2,
         ignored=ignored,
         repaired_edges=repaired,
+        composed_vertices=int(undeclared.size),
     )
 
