@@ -15,10 +15,11 @@ with an isotropic prior of sigma 1e-6.  ``gtsam_error_at_ours`` is GTSAM's
 
 2D files (``VERTEX_SE2``/``EDGE_SE2``) are solved by GTSAM as ``Pose2`` /
 ``BetweenFactorPose2`` (``readG2o(path, is3D=False)``) and by us as planar SE(3)
-poses with z, roll and pitch fixed (``world_model_from_pose_graph``).  Files
-without VERTEX lines (``manhattan.g2o``) need ``--missing-vertices compose``:
-both solvers then start from the composed odometry (or from chordal with
-``--init chordal``).
+poses with z, roll and pitch fixed (``world_model_from_pose_graph``).  Vertices a
+file does not declare (``manhattan.g2o`` has only EDGE lines) are composed from the
+edges by default, as GTSAM's ``readG2o`` does (``composed_vertices`` in the JSON
+counts them; ``--missing-vertices error`` rejects such files): both solvers then
+start from the composed odometry (or from chordal with ``--init chordal``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, pose_matrices, world_model
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("file", help="pose graph (.g2o, EDGE_SE3:QUAT or EDGE_SE2)")
-    parser.add_argument("--missing-vertices", choices=("error", "compose"), default="error",
-                        help="read_g2o missing_vertices: compose places vertices only edges mention")
+    parser.add_argument("--missing-vertices", choices=("error", "compose"), default="compose",
+                        help="read_g2o missing_vertices: compose (default) places vertices only edges mention, "
+                             "error rejects them")
     parser.add_argument("--repair-information", choices=("nearest_pd", "isotropic"), default=None,
                         help="read_g2o repair_information for non positive definite information matrices")
     parser.add_argument("--init", choices=("odometry", "chordal"), default="odometry",
@@ -121,7 +123,8 @@ def main(argv=None) -> None:
     poses, init_s = initial_poses(pg, args.init)
     base = {"dataset": os.path.basename(args.file), "init": args.init, "init_s": init_s,
             "dim": pg.dim, "n_poses": pg.num_poses, "n_edges": pg.num_edges,
-            "repaired_edges": int(pg.repaired_edges.size), **environment()}
+            "repaired_edges": int(pg.repaired_edges.size), "composed_vertices": pg.composed_vertices,
+            **environment()}
     ours, details = bench_ours(args, pg, poses)
     ours = {**ours, **base, "read_s": read_s}
     if args.no_gtsam:

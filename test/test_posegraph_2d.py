@@ -114,7 +114,7 @@ def gtsam_lm(graph: gtsam.NonlinearFactorGraph, initial: gtsam.Values) -> gtsam.
 
 def solve_both(name: str, init: str) -> dict:
     path = DATA / name
-    pg = read_g2o(path, missing_vertices="compose")
+    pg = read_g2o(path)
     start = chordal_initialization(pg) if init == "chordal" else pg.poses
     wm, ids = world_model_from_pose_graph(pg, initial_poses=start)
     x0, index = wm.pack_state()

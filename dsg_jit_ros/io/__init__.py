@@ -1,8 +1,10 @@
 """File input/output: g2o pose graphs, TUM trajectories, ASCII PLY point clouds, map files.
 
-The submodules (``g2o``, ``tum``, ``ply``, ``map_file``) use numpy only.  This package module holds
-just the shared atomic-write helpers, so importing a submodule never pulls in the
-others.
+The submodules use numpy only (``g2o`` also scipy): ``g2o`` (reading, ``PoseGraph``),
+``g2o_information`` (edge information matrices), ``g2o_write``, ``quaternion``
+(rotation conversions shared by g2o and TUM), ``tum``, ``ply``, ``map_file``.  This
+package module holds just the shared atomic-write helpers, so importing a submodule
+pulls in only the submodules it uses.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Read and write pose graphs in the g2o text format (numpy + scipy only).
+"""Read g2o pose graph files into a ``PoseGraph`` (numpy + scipy only).
 
 Conventions used throughout:
 
@@ -20,26 +20,19 @@ Supported lines::
 
 Line order: VERTEX and EDGE lines may come in any order (g2o does not require
 vertices first); edges are resolved against the vertices of the whole file once it
-has been read.  An edge naming a vertex id that no VERTEX line declares anywhere is
-an error (file, line and id in the message) unless ``missing_vertices="compose"``:
-then each undeclared vertex is placed by composing edge measurements along a
-spanning tree that prefers edges between consecutive ids (the odometry chain of a
-sequential graph), starting from the declared vertices, or at the identity for a
-connected group with no declared vertex.  Files holding only EDGE lines, such as
-Olson's ``manhattan.g2o``, need this.
+has been read.  A vertex id that edges name but no VERTEX line declares is, by
+default (``missing_vertices="compose"``), placed by composing edge measurements
+along a spanning tree that prefers edges between consecutive ids (the odometry
+chain of a sequential graph), starting from the declared vertices, or at the
+identity for a connected group with no declared vertex; ``PoseGraph.composed_vertices``
+counts them.  This reads files holding only EDGE lines, such as Olson's
+``manhattan.g2o``, as GTSAM's ``readG2o`` does (it chains odometry for them).
+``missing_vertices="error"`` is the strict option: an undeclared id is then an
+error naming the file, line and id.
 
-Information matrices must be positive definite over the observed tangent
-components (all six in 3D; ``x, y, theta`` in 2D): an edge whose smallest
-eigenvalue is not above ``INFORMATION_PD_RTOL`` times its largest is an error
-naming the file, line and vertex ids, unless ``repair_information`` is given:
-
-* ``"nearest_pd"``: eigenvalues raised to at least ``REPAIR_EIGEN_FLOOR`` times the
-  largest (the nearest such matrix in the Frobenius norm; well-observed
-  directions are kept exactly);
-* ``"isotropic"``: ``(trace / size) * I`` per block, translation (m^-2) and
-  rotation (rad^-2) separately, because one scalar across both would mix units.
-
-Repaired edges are listed in ``PoseGraph.repaired_edges``.
+Information matrices are parsed, checked for positive definiteness and optionally
+repaired by ``dsg_jit_ros.io.g2o_information``; repaired edges are listed in
+``PoseGraph.repaired_edges``.
 
 SE(2) data is embedded in SE(3) with z = 0 and rotations about z; its 3x3
 information over ``[x, y, theta]`` lands at tangent indices 0, 1 and 5 and every
@@ -49,6 +42,10 @@ pitch of every pose fixed and whitens with the 3x3 block, which reproduces the
 SE(2) cost of GTSAM's ``BetweenFactorPose2`` (SE(3)'s log of a rotation about z
 with an in-plane translation equals SE(2)'s log).  ``FIX`` lines and unknown tags
 are skipped and counted in ``PoseGraph.ignored``.
+
+Writing lives in ``dsg_jit_ros.io.g2o_write`` and the quaternion conversions in
+``dsg_jit_ros.io.quaternion``; ``write_g2o``, the conversions and the information
+constants are re-exported here.
 """
 
 from __future__ import annotations
@@ -61,7 +58,16 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 
-from dsg_jit_ros.io import atomic_write_text
+from dsg_jit_ros.io.g2o_information import (
+    INFORMATION_PD_RTOL,
+    REPAIR_EIGEN_FLOOR,
+    REPAIR_OPTIONS,
+    SE2_TANGENT,
+    check_information,
+    information_from_upper,
+)
+from dsg_jit_ros.io.g2o_write import write_g2o
+from dsg_jit_ros.io.quaternion import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 __all__ = [
     "PoseGraph",
@@ -76,25 +82,12 @@ __all__ = [
     "MISSING_VERTEX_OPTIONS",
 ]
 
-#: Largest accepted deviation of a file quaternion's norm from 1 before normalising.
-QUAT_NORM_TOLERANCE = 1e-3
-#: An information matrix counts as positive definite when its smallest eigenvalue
-#: exceeds this fraction of its largest (parking-garage.g2o goes down to 4e-10).
-INFORMATION_PD_RTOL = 1e-12
-#: ``repair_information="nearest_pd"`` raises eigenvalues to this fraction of the largest.
-REPAIR_EIGEN_FLOOR = 1e-6
-#: Accepted values of ``read_g2o(repair_information=...)``.
-REPAIR_OPTIONS = (None, "nearest_pd", "isotropic")
 #: Accepted values of ``read_g2o(missing_vertices=...)``.
 MISSING_VERTEX_OPTIONS = ("error", "compose")
 
 # Number of values after the tag for each supported line type.
 _FIELD_COUNTS = {"VERTEX_SE3:QUAT": 8, "EDGE_SE3:QUAT": 30, "VERTEX_SE2": 4, "EDGE_SE2": 11}
 _TAG_DIM = {"VERTEX_SE3:QUAT": 3, "EDGE_SE3:QUAT": 3, "VERTEX_SE2": 2, "EDGE_SE2": 2}
-# Tangent indices [x, y, theta] of an SE(2) information matrix inside the SE(3) 6x6.
-_SE2_TANGENT = np.array([0, 1, 5])
-# Translation / rotation blocks (indices into the observed information) per dimension.
-_BLOCKS = {3: (np.arange(3), np.arange(3, 6)), 2: (np.arange(2), np.arange(2, 3))}
 
 
 @dataclass
@@ -114,6 +107,8 @@ class PoseGraph:
         ignored: count of skipped lines per tag (``FIX`` and unknown tags).
         repaired_edges: (r,) int64 edge rows whose information ``read_g2o``
             replaced because it was not positive definite (``repair_information``).
+        composed_vertices: how many vertices ``read_g2o`` placed by composing edge
+            measurements because no VERTEX line declared them (0 when all were).
     """
 
     dim: int
@@ -126,6 +121,7 @@ class PoseGraph:
     planar: bool = False
     ignored: dict[str, int] = field(default_factory=dict)
     repaired_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    composed_vertices: int = 0
 
     def __post_init__(self) -> None:
         n, m = len(self.ids), len(self.edge_i)
@@ -155,50 +151,6 @@ class PoseGraph:
     def num_edges(self) -> int:
         """Number of edges ``m``."""
         return int(len(self.edge_i))
-
-
-def quat_xyzw_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
-    """Rotation matrices from unit quaternions ``[qx, qy, qz, qw]``, shape (..., 4) -> (..., 3, 3).
-
-    The quaternion is normalised first; ``R @ p`` rotates a point p.
-    """
-    q = np.asarray(q_xyzw, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
-
-
-def matrix_to_quat_xyzw(rotation: np.ndarray) -> np.ndarray:
-    """Unit quaternions ``[qx, qy, qz, qw]`` (with ``qw >= 0``) from rotations, (..., 3, 3) -> (..., 4).
-
-    Uses the symmetric matrix ``M = 4 q q^T`` built from the rotation entries and
-    reads ``q`` off its row with the largest diagonal (Shepperd's method), which is
-    accurate for every rotation angle.
-    """
-    r = np.asarray(rotation, dtype=np.float64)
-    m00, m01, m02 = r[..., 0, 0], r[..., 0, 1], r[..., 0, 2]
-    m10, m11, m12 = r[..., 1, 0], r[..., 1, 1], r[..., 1, 2]
-    m20, m21, m22 = r[..., 2, 0], r[..., 2, 1], r[..., 2, 2]
-    # Rows/columns ordered [w, x, y, z]; M[a, b] = 4 q_a q_b for an exact rotation.
-    outer = np.stack(
-        [
-            np.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], axis=-1),
-            np.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], axis=-1),
-            np.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], axis=-1),
-            np.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], axis=-1),
-        ],
-        axis=-2,
-    )
-    best = np.argmax(np.diagonal(outer, axis1=-2, axis2=-1), axis=-1)
-    row = np.take_along_axis(outer, best[..., None, None], axis=-2)[..., 0, :]
-    q_wxyz = row / np.linalg.norm(row, axis=-1, keepdims=True)
-    q_wxyz = np.where(q_wxyz[..., :1] < 0, -q_wxyz, q_wxyz)
-    return np.concatenate([q_wxyz[..., 1:], q_wxyz[..., :1]], axis=-1)
 
 
 def _transforms(translation: np.ndarray, rotation: np.ndarray) -> np.ndarray:
@@ -242,99 +194,6 @@ def _parse_values(tokens: list[str], n_ids: int, lineno: int, path: str) -> tupl
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"{path} line {lineno}: non-finite value")
     return ids, values
-
-
-def _information_from_upper(upper: np.ndarray, size: int) -> np.ndarray:
-    """(k, size*(size+1)/2) row-major upper-triangular entries -> (k, size, size) symmetric."""
-    rows, cols = np.triu_indices(size)
-    info = np.zeros((len(upper), size, size))
-    info[:, rows, cols] = upper
-    info[:, cols, rows] = upper
-    return info
-
-
-def _observed_index(dim: int) -> np.ndarray:
-    """Tangent indices of the 6x6 information that a ``dim``-D edge observes."""
-    return _SE2_TANGENT if dim == 2 else np.arange(6)
-
-
-def _not_positive_definite(info: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bad mask (m,), eigenvalues (m, d) ascending) of (m, d, d) symmetric matrices.
-
-    Bad = smallest eigenvalue not above ``INFORMATION_PD_RTOL`` times the largest
-    (or no positive eigenvalue at all): the Cholesky whitening would fail or be
-    meaningless.
-    """
-    if len(info) == 0:
-        return np.zeros(0, dtype=bool), np.zeros((0, info.shape[-1]))
-    eig = np.linalg.eigvalsh(info)
-    bad = (eig[:, -1] <= 0.0) | (eig[:, 0] <= INFORMATION_PD_RTOL * eig[:, -1])
-    return bad, eig
-
-
-def _repair_information(info: np.ndarray, eig: np.ndarray, method: str, dim: int) -> np.ndarray:
-    """Positive definite replacements for (r, d, d) information matrices (``method``).
-
-    ``nearest_pd``: eigenvalues clipped below at ``REPAIR_EIGEN_FLOOR`` times the
-    largest, eigenvectors kept.  ``isotropic``: ``trace(block) / size * I`` for the
-    translation and the rotation block.  Returns the repaired (r, d, d) stack and
-    a (r,) mask of matrices that could not be repaired (no positive eigenvalue, or
-    a block with a non-positive trace).
-    """
-    if method == "nearest_pd":
-        failed = eig[:, -1] <= 0.0
-        _, vecs = np.linalg.eigh(info)
-        clipped = np.maximum(eig, REPAIR_EIGEN_FLOOR * eig[:, -1:])
-        return (vecs * clipped[:, None, :]) @ np.swapaxes(vecs, 1, 2), failed
-    out = np.zeros_like(info)
-    failed = np.zeros(len(info), dtype=bool)
-    for block in _BLOCKS[dim]:
-        scale = np.trace(info[:, block[:, None], block[None, :]], axis1=1, axis2=2) / len(block)
-        failed |= scale <= 0.0
-        out[:, block, block] = scale[:, None]
-    return out, failed
-
-
-def _check_information(
-    information: np.ndarray, dim: int, repair: str | None, path: str, lines: list[int], edge_ids: np.ndarray
-) -> np.ndarray:
-    """Validate (and with ``repair`` fix, in place) the observed information blocks.
-
-    Returns the (r,) int64 rows of the repaired edges; raises ValueError naming the
-    first offending edge (file, line, vertex ids) when ``repair`` is None or cannot
-    fix it.
-    """
-    obs = _observed_index(dim)
-    block = information[:, obs[:, None], obs[None, :]]
-    bad, eig = _not_positive_definite(block)
-    rows = np.flatnonzero(bad)
-    if rows.size == 0:
-        return rows.astype(np.int64)
-    tag = "EDGE_SE2" if dim == 2 else "EDGE_SE3:QUAT"
-
-    def where(e: int) -> str:
-        return f"{path} line {lines[e]}: {tag} {edge_ids[e, 0]} {edge_ids[e, 1]}"
-
-    if repair is None:
-        e = rows[0]
-        raise ValueError(
-            f"{where(e)}: information matrix is not positive definite (eigenvalues {eig[e, 0]:.6g} .. "
-            f"{eig[e, -1]:.6g}; {rows.size} of {len(block)} edges in the file are affected). "
-            f"To read the file anyway pass read_g2o(..., repair_information='nearest_pd') to raise eigenvalues "
-            f"to {REPAIR_EIGEN_FLOOR:g} x the largest (keeps the well-observed directions), or "
-            f"repair_information='isotropic' to replace each by trace/size times the identity per "
-            f"translation/rotation block"
-        )
-    repaired, failed = _repair_information(block[rows], eig[rows], repair, dim)
-    if failed.any():
-        e = rows[np.flatnonzero(failed)[0]]
-        raise ValueError(
-            f"{where(e)}: information matrix (eigenvalues {eig[e, 0]:.6g} .. {eig[e, -1]:.6g}) cannot be "
-            f"repaired with repair_information={repair!r}: "
-            + ("it has no positive eigenvalue" if repair == "nearest_pd" else "a block has a non-positive trace")
-        )
-    information[rows[:, None, None], obs[None, :, None], obs[None, None, :]] = repaired
-    return rows.astype(np.int64)
 
 
 def _compose_undeclared(
@@ -396,7 +255,7 @@ def read_g2o(
     path: str | os.PathLike[str],
     *,
     repair_information: str | None = None,
-    missing_vertices: str = "error",
+    missing_vertices: str = "compose",
 ) -> PoseGraph:
     """Read a 2D (``VERTEX_SE2``/``EDGE_SE2``) or 3D (``*_SE3:QUAT``) g2o file.
 
@@ -407,16 +266,17 @@ def read_g2o(
         repair_information: None (default: a non positive definite information
             matrix is an error), ``"nearest_pd"`` or ``"isotropic"`` (see the
             module docstring); repaired edge rows go to ``PoseGraph.repaired_edges``.
-        missing_vertices: ``"error"`` (default) or ``"compose"``: place vertices
-            that only edges mention by composing measurements (module docstring).
-            Undeclared vertices follow the declared ones, in ascending id order.
+        missing_vertices: ``"compose"`` (default; as GTSAM's ``readG2o``): place
+            vertices that only edges mention by composing measurements (module
+            docstring), counted in ``PoseGraph.composed_vertices``; they follow the
+            declared ones, in ascending id order.  ``"error"``: reject them.
 
     Raises:
         ValueError: on a malformed line (wrong number of fields, non-integer id,
             non-numeric or non-finite value, quaternion norm off by more than
             ``QUAT_NORM_TOLERANCE``, duplicate vertex id, mixing 2D and 3D tags),
-            an edge whose vertex is declared nowhere in the file (unless
-            ``missing_vertices="compose"``) or an information matrix that is not
+            an edge whose vertex is declared nowhere in the file (only with
+            ``missing_vertices="error"``) or an information matrix that is not
             positive definite (unless repaired).  The message names the file and
             the 1-based line number.
     """
@@ -474,8 +334,8 @@ def read_g2o(
         vid = next(v for v in edge_ids[e] if v not in declared_ids)
         raise ValueError(
             f"{path} line {edge_lines[e]}: edge references unknown vertex id {vid} (no VERTEX line anywhere in "
-            f"the file declares it; {undeclared.size} ids are undeclared; read_g2o(..., missing_vertices="
-            f"'compose') places such vertices by composing edge measurements)"
+            f"the file declares it; {undeclared.size} ids are undeclared; missing_vertices='error' was asked for, "
+            f"the default missing_vertices='compose' places such vertices by composing edge measurements)"
         )
     ids = np.concatenate([np.asarray(vertex_ids, dtype=np.int64), undeclared])
     by_id = np.argsort(ids, kind="stable")
@@ -490,14 +350,14 @@ def read_g2o(
         edge_q = _unit_quats(edges[:, 3:7], np.array(edge_lines), path)
         poses = _transforms(vertices[:, :3], quat_xyzw_to_matrix(vertex_q))
         measurements = _transforms(edges[:, :3], quat_xyzw_to_matrix(edge_q))
-        information = _information_from_upper(edges[:, 7:], 6)
+        information = information_from_upper(edges[:, 7:], 6)
     else:
         zeros_v, zeros_e = np.zeros((len(vertices), 1)), np.zeros((len(edges), 1))
         poses = _transforms(np.hstack([vertices[:, :2], zeros_v]), _yaw_matrices(vertices[:, 2]))
         measurements = _transforms(np.hstack([edges[:, :2], zeros_e]), _yaw_matrices(edges[:, 2]))
         information = np.zeros((len(edges), 6, 6))
-        information[:, _SE2_TANGENT[:, None], _SE2_TANGENT[None, :]] = _information_from_upper(edges[:, 3:], 3)
-    repaired = _check_information(information, dim, repair_information, path, edge_lines, edge_id_arr)
+        information[:, SE2_TANGENT[:, None], SE2_TANGENT[None, :]] = information_from_upper(edges[:, 3:], 3)
+    repaired = check_information(information, dim, repair_information, path, edge_lines, edge_id_arr)
 
     if undeclared.size:
         poses = _compose_undeclared(len(ids), np.arange(n_declared), poses, ids, edge_rows, measurements)
@@ -513,84 +373,6 @@ def read_g2o(
         planar=dim == 2,
         ignored=ignored,
         repaired_edges=repaired,
+        composed_vertices=int(undeclared.size),
     )
 
-
-def _format_row(values: np.ndarray) -> str:
-    """Space-separated shortest round-trip (``repr``) representation of floats."""
-    return " ".join(map(repr, np.asarray(values, dtype=np.float64).tolist()))
-
-
-#: Largest out-of-plane entry (z in metres, rotation matrix entries) ``write_g2o``
-#: accepts in a planar graph it writes as SE(2) lines.
-PLANAR_WRITE_TOLERANCE = 1e-9
-
-
-def _off_plane(transforms: np.ndarray) -> float:
-    """Largest deviation of (k, 4, 4) transforms from z = 0 with rotation about z."""
-    if len(transforms) == 0:
-        return 0.0
-    t = transforms
-    return float(max(np.abs(t[:, 2, 3]).max(), np.abs(t[:, 2, :2]).max(), np.abs(t[:, :2, 2]).max(),
-                     np.abs(t[:, 2, 2] - 1.0).max()))
-
-
-def _se2_lines(graph: PoseGraph) -> list[str]:
-    """``VERTEX_SE2`` / ``EDGE_SE2`` lines of a planar graph (x, y in m, yaw in rad)."""
-    for name in ("poses", "measurements"):
-        dev = _off_plane(getattr(graph, name))
-        if dev > PLANAR_WRITE_TOLERANCE:
-            raise ValueError(f"write_g2o: planar graph.{name} is off the plane by {dev:.3g}")
-    unobserved = np.setdiff1d(np.arange(6), _SE2_TANGENT)
-    if np.any(graph.information[:, unobserved, :]) or np.any(graph.information[:, :, unobserved]):
-        raise ValueError("write_g2o: planar graph.information has entries in the z, roll or pitch rows")
-
-    def xy_yaw(t: np.ndarray) -> np.ndarray:
-        return np.stack([t[:, 0, 3], t[:, 1, 3], np.arctan2(t[:, 1, 0], t[:, 0, 0])], axis=1)
-
-    rows, cols = np.triu_indices(3)
-    info = graph.information[:, _SE2_TANGENT[:, None], _SE2_TANGENT[None, :]]
-    lines = [f"VERTEX_SE2 {vid} {_format_row(v)}" for vid, v in zip(graph.ids.tolist(), xy_yaw(graph.poses))]
-    id_i, id_j = graph.ids[graph.edge_i].tolist(), graph.ids[graph.edge_j].tolist()
-    lines += [
-        f"EDGE_SE2 {a} {b} {_format_row(z)} {_format_row(w[rows, cols])}"
-        for a, b, z, w in zip(id_i, id_j, xy_yaw(graph.measurements), info)
-    ]
-    return lines
-
-
-def write_g2o(path: str | os.PathLike[str], graph: PoseGraph) -> None:
-    """Write ``graph`` as g2o text, atomically: ``*_SE3:QUAT`` lines, or ``*_SE2`` if planar.
-
-    Floats are written with ``repr`` (shortest exact round trip), so re-reading
-    reproduces translations and information exactly and rotations to ~1e-15.
-    Planar graphs (``graph.planar``) are written as ``VERTEX_SE2`` / ``EDGE_SE2``
-    with their 3x3 information over (x, y, yaw): in the 3D format their zero z,
-    roll and pitch rows would make the information singular, which ``read_g2o``
-    rejects.
-
-    Raises:
-        ValueError: if any pose, measurement or information entry is non-finite,
-            or a planar graph has a pose or measurement off the plane (more than
-            ``PLANAR_WRITE_TOLERANCE``) or information on z, roll or pitch.
-    """
-    for name in ("poses", "measurements", "information"):
-        if not np.all(np.isfinite(getattr(graph, name))):
-            raise ValueError(f"write_g2o: graph.{name} has non-finite entries")
-    if graph.planar:
-        lines = _se2_lines(graph)
-        atomic_write_text(path, "\n".join(lines) + "\n" if lines else "")
-        return
-    pose_q = matrix_to_quat_xyzw(graph.poses[:, :3, :3])
-    meas_q = matrix_to_quat_xyzw(graph.measurements[:, :3, :3])
-    rows, cols = np.triu_indices(6)
-    lines = [
-        f"VERTEX_SE3:QUAT {vid} {_format_row(T[:3, 3])} {_format_row(q)}"
-        for vid, T, q in zip(graph.ids.tolist(), graph.poses, pose_q)
-    ]
-    id_i, id_j = graph.ids[graph.edge_i].tolist(), graph.ids[graph.edge_j].tolist()
-    lines += [
-        f"EDGE_SE3:QUAT {a} {b} {_format_row(T[:3, 3])} {_format_row(q)} {_format_row(info[rows, cols])}"
-        for a, b, T, q, info in zip(id_i, id_j, graph.measurements, meas_q, graph.information)
-    ]
-    atomic_write_text(path, "\n".join(lines) + "\n" if lines else "")
