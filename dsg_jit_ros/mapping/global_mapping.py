@@ -32,13 +32,14 @@ RETRACK_EVERY = 10  # keyframes between rebuilds of the tracked map (tracking ho
 class GlobalMapping:
     """Global graph + loop closure for one window (see the module doc)."""
 
-    def __init__(self, cfg, window, planar: bool, background: bool):
-        """``cfg``: the ``PipelineConfig``; ``window``: the ``SlidingWindow`` to re-base."""
+    def __init__(self, cfg, window, planar: bool, background: bool, ready=None):
+        """``cfg``: the ``PipelineConfig``; ``window``: the ``SlidingWindow`` to re-base;
+        ``ready``: a ``threading.Event`` set once the graph's solve is compiled (warm-up)."""
         w = cfg.window
         self.window = window
         self.worker = LoopWorker(GlobalGraph(cfg.loop, planar=planar, voxel_size=w.voxel.voxel_size),
                                  LoopCloser(cfg.loop, w.voxel.voxel_size, w.surface, w.registration),
-                                 w.voxel.voxel_size, w.voxel.max_range, background=background)
+                                 w.voxel.voxel_size, w.voxel.max_range, background=background, ready=ready)
         self._generation = 0  # map-frame generation: loop updates applied
         self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
         self._unplaced_base = 0  # node index of _unplaced[0]

@@ -83,11 +83,14 @@ class LoopWorker:
     """
 
     def __init__(self, graph: GlobalGraph, closer: LoopCloser, voxel_size: float, max_range: float,
-                 background: bool = False, loaded: int = 0):
+                 background: bool = False, loaded: int = 0, ready: threading.Event | None = None):
+        """``ready``: set once the graph's solve is compiled (a warm-up in another thread):
+        the first solve waits for it rather than compiling the same program again."""
         self.graph, self.closer = graph, closer
         self.voxel_size, self.max_range = float(voxel_size), float(max_range)
         self.background = bool(background)
         self.loaded = int(loaded)  # nodes of a loaded map (not in the trajectory)
+        self.ready = ready
         self.lock = threading.RLock()
         self.generation = 0  # updates posted
         self._corrections: dict[int, np.ndarray] = {}  # generation -> its correction
@@ -210,6 +213,8 @@ class LoopWorker:
         return c
 
     def _solve(self, closed: list[LoopAttempt]) -> GraphUpdate:
+        if self.ready is not None:
+            self.ready.wait()
         graph = self.graph
         start = time.perf_counter()
         before = graph.optimize()

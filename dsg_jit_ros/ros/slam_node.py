@@ -140,6 +140,8 @@ class SlamNode(LifecycleNode):
         if self.cfg.warmup:
             self.warmup_s = self.pipeline.warm_up()
             self.get_logger().info(f"solver compiled in {self.warmup_s:.1f} s (warm-up); no compile after this")
+            if self.pipeline.graph_ready is not None and not self.pipeline.graph_ready.is_set():
+                self.get_logger().info("the global graph's solve is still compiling, in the background")
         # what exists now (compiled programs, modules) lives as long as the node: keep
         # it out of full garbage collections, which caused the worst latency spikes
         gc.collect()
