@@ -96,20 +96,22 @@ def test_rviz_config_parses_with_fixed_frame_map():
     assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
     classes = sorted(d["Class"] for d in _displays())
     assert classes == sorted(f"rviz_default_plugins/{c}" for c in
-                             ("Grid", "TF", "PointCloud2", "MarkerArray", "Path", "Odometry"))
+                             ("Grid", "TF", "PointCloud2", "MarkerArray", "MarkerArray", "Path", "Odometry"))
     assert all(d["Enabled"] for d in _displays())
 
 
 def test_rviz_config_topics():
-    topics = {d["Class"].split("/")[1]: d["Topic"] for d in _displays() if "Topic" in d}
-    assert {k: t["Value"] for k, t in topics.items()} == {
-        "Path": "/dsg_jit_slam/path",
-        "MarkerArray": "/dsg_jit_slam/voxels",
-        "PointCloud2": "/dsg_jit_slam/map",
-        "Odometry": "/dsg_jit_slam/odometry",
+    topics = {d["Topic"]["Value"]: (d["Class"].split("/")[1], d["Topic"]) for d in _displays() if "Topic" in d}
+    assert {k: c for k, (c, _) in topics.items()} == {
+        "/dsg_jit_slam/path": "Path",
+        "/dsg_jit_slam/voxels": "MarkerArray",
+        "/dsg_jit_slam/loop_closures": "MarkerArray",
+        "/dsg_jit_slam/map": "PointCloud2",
+        "/dsg_jit_slam/odometry": "Odometry",
     }
-    assert topics["PointCloud2"]["Durability Policy"] == "Transient Local"
-    assert all(t["Reliability Policy"] == "Reliable" for t in topics.values())
+    latched = {k for k, (_, t) in topics.items() if t["Durability Policy"] == "Transient Local"}
+    assert latched == {"/dsg_jit_slam/map", "/dsg_jit_slam/loop_closures"}  # as the node publishes them
+    assert all(t["Reliability Policy"] == "Reliable" for _, t in topics.values())
 
 
 @pytest.mark.skipif(not SLAM_NODE.exists(), reason="no slam_node.py yet")
