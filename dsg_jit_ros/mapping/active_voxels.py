@@ -128,9 +128,10 @@ class ActiveVoxels:
             new = self.wm.add_factors("prior", vids[:, None], {k: v[~old] for k, v in params.items()})
             self.priors.update(zip(keys[~old].tolist(), new.tolist()))
 
-    def drop_orphan_priors(self) -> None:
-        """Remove the priors of active voxels the frozen map no longer has points for."""
-        keys = self.keys()
+    def drop_orphan_priors(self, keys: np.ndarray | None = None) -> None:
+        """Remove the priors of active voxels (``keys``, default all) the frozen map no longer
+        has points for."""
+        keys = self.keys() if keys is None else keys
         gone = keys[(self.local.frozen.stats(keys).count <= 0) & np.isin(keys, list(self.priors))]
         if len(gone):
             self.wm.remove_factors(np.array([self.priors.pop(k) for k in gone.tolist()], dtype=np.int64))

@@ -8,8 +8,8 @@ frozen map are re-based, keyframes frozen after the solve's snapshot move rigidl
 the newest node it covered.
 
 Tracking horizon (loop closure on, mapping mode): the window tracks against the
-keyframes of the last ``loop.min_interval`` seconds only (rebuilt every
-``RETRACK_EVERY`` keyframes), so a revisit after a loop is found by loop closure and
+keyframes of the last ``loop.min_interval`` seconds only (older ones are taken out
+of its frozen map one by one, exactly as they went in), so a revisit after a loop is found by loop closure and
 spread over the loop, not snapped onto the old map by the window; the whole map is kept
 apart (``full_map``) for outputs.  Stamps in seconds, poses ``T_map_body``.
 """
@@ -21,13 +21,11 @@ from collections import deque
 
 import numpy as np
 
+from dsg_jit_ros.mapping.association import recell
 from dsg_jit_ros.mapping.global_graph import GlobalGraph
 from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.loop_worker import GraphUpdate, LoopWorker
-
-RETRACK_EVERY = 10  # keyframes between rebuilds of the tracked map (tracking horizon)
-
 
 class GlobalMapping:
     """Global graph + loop closure for one window (see the module doc)."""
@@ -47,9 +45,8 @@ class GlobalMapping:
         self.loops_closed = 0  # accepted loops applied to the map
         self.horizon = cfg.loop.min_interval if cfg.loop.enabled and cfg.mode == "mapping" else None
         self.full_map = LocalMap(w.voxel.voxel_size, w.surface) if self.horizon is not None else None
-        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) in the tracked map
-        self._oldest_tracked = np.inf  # stamp of the oldest keyframe in the tracked map
-        self._since_retrack = 0
+        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) as in the tracked map
+        self._voxel = w.voxel.voxel_size
 
     @property
     def graph(self) -> GlobalGraph:
@@ -61,7 +58,7 @@ class GlobalMapping:
         self.worker.loaded = self._unplaced_base = len(frozen)
         if self.full_map is not None:
             self.full_map.rebuild(frozen)
-            self._oldest_tracked = float(np.min(stamps)) if len(stamps) else np.inf
+            self._recent = self._tracked(np.asarray(stamps, dtype=np.float64), frozen, -np.inf)
 
     def counts(self) -> dict[str, float]:
         """Global graph and loop-closure counters (for ``~/status``)."""
@@ -79,10 +76,9 @@ class GlobalMapping:
         self._unplaced += leaving
         self.worker.submit(leaving, self._generation)
         if self.horizon is not None:
-            for k in leaving:
+            for k in leaving:  # the window froze them (cells, pose) into its tracked map
                 self.full_map.freeze(k.cells, k.t_map_body)
                 self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key))
-                self._oldest_tracked = min(self._oldest_tracked, k.stamp)
         update = self.worker.poll()
         notices = self._apply(update, stamp) if update is not None else ()
         # a future update covers at least the nodes in the graph now: those need no rigid move
@@ -106,19 +102,20 @@ class GlobalMapping:
         return self.window.voxel_centres(self.full_map.frozen if self.full_map is not None else None)
 
     def _retrack(self, stamp: float) -> None:
-        """Every ``RETRACK_EVERY`` keyframes, when the tracked map holds keyframes older than
-        the horizon, rebuild it from the recent ones (``window.replace_frozen``)."""
+        """Keyframes older than the horizon leave the tracked map (``window.forget_frozen``)."""
         if self.horizon is None:
             return
-        self._since_retrack += 1
-        cut = stamp - self.horizon
-        if self._oldest_tracked >= cut or self._since_retrack < RETRACK_EVERY:
-            return
+        cut, old = stamp - self.horizon, []
         while self._recent and self._recent[0][0] < cut:
-            self._recent.popleft()
-        self.window.replace_frozen([(c, p, k) for _, c, p, k in self._recent])
-        self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
-        self._since_retrack = 0
+            old.append(self._recent.popleft()[1:3])
+        if old:
+            self.window.forget_frozen(old)
+
+    def _tracked(self, stamps: np.ndarray, placed: list, cut: float) -> deque:
+        """(stamp, cells keyed as the map keys them, T_map_body, keying pose) of the ``placed``
+        keyframes ((cells, T_map_body, keying pose)) stamped ``cut`` or later."""
+        return deque((t, recell(c, k, self._voxel), p, k) for t, (c, p, k) in zip(stamps.tolist(), placed)
+                     if t >= cut and c is not None)
 
     def _apply(self, update: GraphUpdate, stamp: float | None = None) -> tuple[str, ...]:
         """Re-base the window and the frozen map on a global solve.  With a tracking horizon
@@ -132,9 +129,8 @@ class GlobalMapping:
         if self.horizon is not None:
             self.full_map.rebuild(placed, update.retired_map)
             cut = -np.inf if stamp is None else stamp - self.horizon
-            self._recent = deque((t, *p) for t, p in zip(stamps.tolist(), placed) if t >= cut)
-            self._oldest_tracked = self._recent[0][0] if self._recent else np.inf
-            self.window.rebase(c, [p for _, *p in self._recent], trajectory, rekey=update.rekey)
+            self._recent = self._tracked(stamps, placed, cut)
+            self.window.rebase(c, [e[1:] for e in self._recent], trajectory, rekey=update.rekey)
         else:
             self.window.rebase(c, placed, trajectory, rekey=update.rekey, base=update.retired_map)
         self._unplaced, self._unplaced_base = list(extra), update.nodes

@@ -61,6 +61,12 @@ class LocalMap:
             self.frozen.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
                                                           t_map_body, voxel_centres(cells.keys, self.voxel_size)))
 
+    def unfreeze(self, cells: CellObservations, t_map_body: np.ndarray) -> None:
+        """Take a keyframe frozen by ``freeze(cells, t_map_body)`` out of the frozen map again."""
+        if cells is not None and len(cells):
+            self.frozen.subtract(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
+                                                               t_map_body, voxel_centres(cells.keys, self.voxel_size)))
+
     def rebuild(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
                 base: VoxelMap | None = None) -> None:
         """A new frozen map from keyframes' observations (cells, T_map_body, keying pose),

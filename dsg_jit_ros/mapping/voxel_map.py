@@ -198,8 +198,15 @@ class VoxelMap:
         self._stats.count[rows] += summed.count
         self._stats.first[rows] += summed.first
         self._stats.second[rows] += summed.second
+        # statistics taken out again (negative counts: ``subtract``) leave exact zeros, not rounding
+        emptied = rows[self._stats.count[rows] <= 0]
+        self._stats.count[emptied], self._stats.first[emptied], self._stats.second[emptied] = 0.0, 0.0, 0.0
         for sqrt, valid in self._surface.values():  # those rows' surfaces are stale
             valid[rows[rows < len(valid)]] = False
+
+    def subtract(self, keys: np.ndarray, stats: VoxelStats) -> None:
+        """Take statistics added before out again (the voxels stay, empty: count 0)."""
+        self.add(keys, VoxelStats(-stats.count, -stats.first, -stats.second))
 
     def stats(self, keys: np.ndarray) -> VoxelStats:
         """Frozen statistics of ``keys`` (zeros for voxels the map does not have)."""

@@ -335,15 +335,19 @@ class SlidingWindow:
             self.wm.set_variable_value(self.voxels.ids[k], value)
         self._solve(max(self.cfg.lm.max_iters, REBASE_ITERATIONS), None, capped=False)
 
-    def replace_frozen(self, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]]) -> None:
-        """Track against a new frozen map built from ``frozen`` (cells, T_map_body, keying
-        pose), e.g. only the recent keyframes: active voxels' surfaces and priors follow
-        it (a voxel left without frozen points loses its prior)."""
-        self.local.rebuild(frozen)
-        if not len(self.voxels):
+    def forget_frozen(self, frozen: list[tuple[CellObservations | None, np.ndarray]]) -> None:
+        """Take keyframes out of the frozen map the window tracks, each exactly as it went
+        in ((cells, T_map_body): ``LocalMap.freeze``), e.g. those older than a tracking
+        horizon; the active voxels they touched get new surfaces and priors (none when no
+        frozen point is left)."""
+        touched = [cells.keys for cells, _ in frozen if cells is not None and len(cells)]
+        for cells, pose in frozen:
+            self.local.unfreeze(cells, pose)
+        if not touched or not len(self.voxels):
             return
-        self.voxels.drop_orphan_priors()
-        keys = self.voxels.keys()
+        keys = np.unique(np.concatenate(touched))
+        keys = keys[np.isin(keys, self.voxels.keys())]
+        self.voxels.drop_orphan_priors(keys)
         self._refresh(keys, keys)
 
     def _place(self) -> None:
