@@ -1,7 +1,7 @@
 """Global pose graph solve time (issue 8 target: a loop closure's solve <= 1 s for 1000 keyframes).
 
 A planar square route of ``--nodes`` keyframes with a yaw drift, one loop edge from the
-last node back to the first (ground truth), solved by ``GlobalGraph.optimize`` at the
+last node back to the first (ground truth: they coincide), solved by ``GlobalGraph.optimize`` at the
 default capacity (the node's compiled shapes).  Prints JSON: the solve time (after a
 warm-up solve of the same shapes), the ATE before and after, and a dense reference: the
 same LM with its linear system solved densely on the live nodes only, for scale.
@@ -22,29 +22,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dsg_jit_ros  # noqa: E402,F401  (float64)
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig  # noqa: E402
+from dsg_jit_ros.tools.ring_world import RingConfig, ring_poses  # noqa: E402
 
 
-def _planar(x, y, yaw):
+def _yaw(angle: float) -> np.ndarray:
     t = np.eye(4)
-    c, s = np.cos(yaw), np.sin(yaw)
-    t[:2, :2] = [[c, -s], [s, c]]
-    t[:2, 3] = x, y
+    t[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     return t
 
 
 def route(n: int, yaw_bias: float, side: float = 50.0):
-    per = n // 4
-    truth = []
-    for k in range(4):
-        for i in range(per):
-            d = side * i / per
-            x, y = [(d, 0.0), (side, d), (side - d, side), (0.0, side - d)][k]
-            truth.append(_planar(x, y, k * np.pi / 2))
-    truth.append(_planar(0.0, 0.0, 2 * np.pi))
-    truth = np.array(truth)
+    """Ground truth: ``n`` poses over one lap of a ``side`` x ``side`` m rounded square
+    (``tools.ring_world``) ending at the start; estimate: each step yawed by ``yaw_bias``."""
+    cfg = RingConfig(length=side, width=side, start_x=1.0)
+    lap = 2 * (cfg.length + cfg.width) - (8 - 2 * np.pi) * cfg.corner_radius
+    truth = ring_poses(cfg, np.linspace(0.0, lap / cfg.speed, n + 1))
     est = [truth[0]]
     for a, b in zip(truth[:-1], truth[1:]):
-        est.append(est[-1] @ (np.linalg.inv(a) @ b) @ _planar(0.0, 0.0, yaw_bias))
+        est.append(est[-1] @ (np.linalg.inv(a) @ b) @ _yaw(yaw_bias))
     return truth, np.array(est)
 
 
