@@ -100,6 +100,9 @@ def test_node_maps_a_loop_and_publishes_everything(harness, loop):
     assert status.window_size == 5 and status.active_voxels > 0 and status.factors > 0
     assert status.final_cost <= status.initial_cost and status.latency_ms > 0
     assert list(status.dropped_reasons) == ["points_out_of_range"] or not status.dropped_reasons
+    # the worker refreshes the covariance after publishing a keyframe, under its solve lock:
+    # wait for it, so the next odometry message carries the last keyframe's covariance
+    spin_until(h.executor, lambda: not h.node._solve_lock.locked(), 20, "the last covariance refresh")
     h.send(odom_msg(N - 1 + 0.05, odom[-1]), h.pub_odom)  # one more, after the last correction
     spin_until(h.executor, lambda: len(h.got["path"]) >= N and len(h.got["odometry"]) >= 4 * N - 2, 20, "outputs")
 
