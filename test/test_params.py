@@ -56,3 +56,49 @@ def test_sensor_extrinsic_becomes_t_body_sensor():
     t = pipe_cfg.body_sensor()
     np.testing.assert_allclose(t[:3, 3], [0.1, -0.2, 0.5])
     np.testing.assert_allclose(t[:3, :3], euler2mat(0.01, -0.02, 1.0, "sxyz"), atol=1e-12)
+
+
+# Configurations built by the hand-written build_configs before the parameters were
+# single-sourced (dumped from that code): the generated one must give the same values.
+BEFORE = REPO / "test" / "data" / "configs_before_single_source.json"
+RENAMED: dict[str, str] = {}  # flattened field path then -> now
+ADDED_NODE_FIELDS: set[str] = set()  # NodeConfig fields that are new (each one parameter's value)
+
+
+def _flat_config(obj, prefix=""):
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(_flat_config(v, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+@pytest.mark.parametrize("case", ["params", "planar_laser", "lidar_3d", "params+overrides"])
+def test_configs_equal_those_of_the_hand_written_mapping(case):
+    import json
+
+    from dsg_jit_ros.config import read_param_file
+
+    before = json.loads(BEFORE.read_text())[case]
+    values = {s.name: s.default for s in PARAMS}
+    if case in ("params", "planar_laser", "lidar_3d"):
+        values.update(read_param_file(REPO / "config" / f"{case}.yaml"))
+    else:
+        values.update(before["overrides"])
+    node_cfg, pipeline_cfg = build_configs(values)
+    for part, cfg in (("node", node_cfg), ("pipeline", pipeline_cfg)):
+        now = _flat_config(cfg)
+        expected = {RENAMED.get(f"{part}:{k}", f"{part}:{k}").split(":", 1)[1]: v for k, v in before[part].items()}
+        added = set(now) - {k for k in expected if k in now}
+        assert added == (ADDED_NODE_FIELDS if part == "node" else set()), added
+        for key, value in expected.items():  # by attribute: a field may have become a property
+            got = cfg
+            for attr in key.split("."):
+                got = getattr(got, attr)
+            got = list(got) if isinstance(got, tuple) else got
+            assert got == value and type(got) is type(value), (part, key, got, value)
