@@ -1,6 +1,6 @@
 """Declaring the node's parameters (``dsg_jit_ros.config.PARAMS``) on an rclpy node.
 
-Every parameter is declared read-only with its description and range (so
+Every parameter is declared read-only with its description, range and choices (so
 ``ros2 param describe`` explains it) and read once at start-up; the values become
 the configuration dataclasses via ``config.build_configs``.
 """
@@ -21,6 +21,8 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
         else:
             desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+    if spec.choices:
+        desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
     return desc
 
 

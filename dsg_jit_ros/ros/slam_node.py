@@ -394,7 +394,7 @@ class SlamNode(LifecycleNode):
 
     def _publish_map(self, stamp) -> None:
         centres = self.pipeline.map_centres()
-        size = self.pipeline.cfg.window.voxel.voxel_size
+        size = self.pipeline.cfg.window.voxel.size
         self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
         self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))
 

@@ -170,7 +170,7 @@ def _finish(node, bag: Path, out: Path, wall: float, n_clouds: int) -> dict:
         "replay_wall_s": wall,
         "bag_duration_s": duration,
         "real_time_factor": duration / wall if wall > 0 else float("nan"),
-        "window_size": int(pipeline.cfg.window.window_size),
+        "window_size": int(pipeline.cfg.window.size),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _overview(out / "overview.png", pipeline, gt, kf_stamps, est, odo, e_est, e_odo)
@@ -200,7 +200,7 @@ def _overview(path: Path, pipeline, gt, kf_stamps, est, odo, e_est, e_odo) -> No
     ax.set_aspect("equal")
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
-    ax.set_title(f"dsg_jit_ros demo: {len(est)} keyframes, window {pipeline.cfg.window.window_size}")
+    ax.set_title(f"dsg_jit_ros demo: {len(est)} keyframes, window {pipeline.cfg.window.size}")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
