@@ -11,7 +11,9 @@ the blocks of the table say which dataclass.  The two ``solver.*`` parameters
 whose ``LMConfig`` fields keep the names all the solver configs share
 (``max_iters``, ``rel_tol``) say so with ``field``.  What depends on several
 parameters (frames that must differ, the sensor extrinsic, covariance on or off)
-stays explicit in ``build_configs``.  ``load_pipeline_config`` does the same from
+stays explicit in ``build_configs``.  The dataclasses' own defaults (the ROS-free
+code and tests build them directly) are the table's: a test keeps them equal
+(``NodeConfig`` has none).  ``load_pipeline_config`` does the same from
 a parameter file without ROS (the benchmarks and tests).  A value outside its
 range, an unknown name or an inconsistent combination raises ``ParameterError``
 with a sentence naming it.  No ROS here.
@@ -39,24 +41,25 @@ from dsg_jit_ros.param_spec import (  # noqa: F401 (ParameterError, ParamSpec: r
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """What the ROS edge needs beyond the pipeline (frames, QoS, outputs, start-up)."""
+    """What the ROS edge needs beyond the pipeline (frames, QoS, outputs, start-up); built
+    from the table only (``build_configs``), so no defaults of its own."""
 
-    map_frame: str = "map"
-    odom_frame: str = "odom"
-    base_frame: str = "base_link"
-    sensor_frame: str = ""
-    sensor_extrinsic: tuple[float, ...] = (0.0,) * 6  # x y z roll pitch yaw of T_base_sensor
-    publish_tf: bool = True
-    input_reliability: str = "best_effort"
-    odom_queue_depth: int = 200
-    points_queue_depth: int = 20
-    publish_covariance: bool = True
-    markers_period: float = 1.0
-    save_directory: str = "out/map"
-    log_throttle: float = 5.0
-    warmup: bool = True
-    compile_cache: str = "auto"
-    autostart: bool = True
+    map_frame: str
+    odom_frame: str
+    base_frame: str
+    sensor_frame: str
+    sensor_extrinsic: tuple[float, ...]  # x y z roll pitch yaw of T_base_sensor (used with sensor_frame)
+    publish_tf: bool
+    input_reliability: str
+    odom_queue_depth: int
+    points_queue_depth: int
+    publish_covariance: bool
+    markers_period: float
+    save_directory: str
+    log_throttle: float
+    warmup: bool
+    compile_cache: str
+    autostart: bool
 
     @property
     def cloud_frame(self) -> str:

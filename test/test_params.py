@@ -173,3 +173,21 @@ def test_an_unknown_name_in_a_file_or_override_names_the_closest_parameter(tmp_p
     with pytest.raises(ParameterError, match="did you mean 'loop.max_rmse'"):
         load_pipeline_config(overrides=["loop.max_rsme=2.0"])
     assert load_pipeline_config(overrides=["window.size=3"]).window.size == 3
+
+
+def test_the_config_dataclasses_default_to_the_table():
+    """The ROS-free code and tests build the dataclasses with their own defaults: they are
+    the table's (LMConfig is the solvers' general config: the window's own LMConfig is)."""
+    import dataclasses
+
+    from dsg_jit_ros.mapping.window import WindowConfig
+
+    window_lm = WindowConfig().lm
+    for spec in PARAMS:
+        if spec.fills.__name__ == "NodeConfig":  # built from the table only: no defaults
+            continue
+        f = {f.name: f for f in dataclasses.fields(spec.fills)}[spec.field]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if spec.fills is type(window_lm):
+            default = getattr(window_lm, spec.field)
+        assert default == (tuple(spec.default) if isinstance(spec.default, list) else spec.default), spec.name
