@@ -193,15 +193,18 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),
         ParamSpec("loop.drift_per_metre", 0.02, "... plus this much per metre travelled since the candidate (m/m).",
                   0.0, BIG),
+        ParamSpec("loop.drift_rotation_per_metre", 0.004, "Heading drift allowed per metre travelled between a "
+                  "loop's two keyframes (rad/m): a loop turning the map by more (3 sigma, with the chain's own "
+                  "uncertainty) is refused.", 0.0, BIG),
         ParamSpec("loop.max_candidates", 3, "Candidates verified per attempt (nearest first).", 1, 1000),
         ParamSpec("loop.min_spacing", 1.0, "Travel between two loop attempts (m).", 0.0, BIG),
-        ParamSpec("loop.submap_keyframes", 10, "Keyframes on each side of a candidate in its submap, and before the "
-                  "current one in the scan verified against it.", 0, 10000),
+        ParamSpec("loop.submap_keyframes", 10, "Keyframes on each side of a candidate in its submap (the scan "
+                  "verified against it: the current keyframe and its 5 predecessors).", 0, 10000),
         ParamSpec("loop.min_overlap", 0.6, "Share of the scan a verified loop must match.", 0.0, 1.0),
         ParamSpec("loop.max_rmse", 1.0, "RMS whitened residual a verified loop may have.", 1e-6, BIG),
         ParamSpec("loop.sigma_translation", 0.05, "Sigma of a loop edge (m).", 1e-9, BIG),
         ParamSpec("loop.sigma_rotation", 0.01, "Sigma of a loop edge (rad).", 1e-9, BIG),
-        ParamSpec("loop.kernel_scale", 1.0, "Cauchy kernel scale of loop edges (whitened).", 1e-6, BIG),
+        ParamSpec("loop.kernel_scale", 3.0, "Cauchy kernel scale of loop edges (whitened).", 1e-6, BIG),
         ParamSpec("loop.max_residual", 5.0, "A loop edge left with a larger whitened error after the global solve is "
                   "removed.", 1e-6, BIG),
         ParamSpec("loop.chain_sigma_translation", 0.005, "Sigma of the window's relative pose between consecutive "

@@ -76,12 +76,14 @@ def test_a_wrong_loop_edge_is_refused_and_does_not_bend_the_map():
     g.optimize()
     assert g.rejected_loops == 1 and not g.loops
     assert _ate(g.all_poses(), truth) < 1e-6
-    # forced past the chain test, the Cauchy kernel still down-weights it: the map moves < 5 cm
+    # forced past the chain test, the Cauchy kernel still down-weights it: the map moves by centimetres
+    # (9 cm at kernel scale 3; scale 1 gave 1 cm but also drops correct loops after heavy heading drift,
+    # test_a_correct_loop_after_heavy_heading_drift_passes_the_gate)
     forced = _graph(est)
     forced._chain_agrees = lambda edge: True
     forced.add_loop(0, 20, wrong)
     forced.optimize()
-    assert _ate(forced.all_poses(), truth) < 0.05
+    assert _ate(forced.all_poses(), truth) < 0.15
     # counter-example: plain least squares (no test, no kernel) bends the map by metres
     plain = _graph(est, LoopConfig(enabled=True, kernel_scale=1e6, max_residual=1e6))
     plain._chain_agrees = lambda edge: True
@@ -157,3 +159,22 @@ def test_rebase_moves_window_and_frozen_map_rigidly():
     # and the window keeps mapping where it now is
     stats = window.add_keyframe(12.0, odom[-1] @ _planar(0.5, 0.0, 0.0), clouds[-1])
     assert stats.keyframes_in_window == 5
+
+
+def test_a_correct_loop_after_heavy_heading_drift_passes_the_gate():
+    """Wheel odometry on real logs drifts by tens of degrees over a loop (mit-csail: 0.39 rad
+    over 200 m); the chain's own sigmas do not cover that, the drift window does."""
+    truth = _square_loop()  # 40 m around
+    est = _drifting_chain(truth, yaw_bias=0.005)  # 0.2 rad of heading drift over 40 m
+    loop = np.linalg.inv(truth[0]) @ truth[-1]
+    g = _graph(est)
+    open_loop = _ate(g.all_poses(), truth)
+    g.add_loop(0, len(truth) - 1, loop)
+    g.optimize()
+    assert len(g.loops) == 1 and g.rejected_loops == 0
+    assert _ate(g.all_poses(), truth) < 0.35 * open_loop
+    # counter-example: without the heading drift window the chain alone refuses the loop
+    strict = _graph(est, LoopConfig(enabled=True, drift_rotation_per_metre=0.0))
+    strict.add_loop(0, len(truth) - 1, loop)
+    strict.optimize()
+    assert strict.rejected_loops == 1 and not strict.loops

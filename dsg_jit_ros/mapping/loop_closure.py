@@ -6,10 +6,12 @@
    growing with the distance travelled since the candidate (drift); the nearest
    few, no two from the same stretch of trajectory.
 2. **Verification** (``verify``): the voxel means of the newest node and of its
-   predecessors (a local scan, placed relative to the newest node) are registered
-   (``mapping.registration``: point-to-plane, Cauchy kernel) against the submap of
-   the candidate and its neighbours with a loose prior, from the current relative
-   estimate; when that fails in planar mode, again from the best pose of a
+   ``SCAN_KEYFRAMES`` predecessors (a local scan, placed relative to the newest
+   node) are registered (``mapping.registration``: point-to-plane, Cauchy kernel)
+   against a submap: the candidate, its ``submap_keyframes`` neighbours on each side
+   and as many nodes of other passes within ``SUBMAP_RADIUS`` of it (a room the robot
+   wandered through for a minute is more than one stretch of trajectory), with a
+   loose prior, from the current relative estimate; when that fails in planar mode, again from the best pose of a
    correlative search over the drift window (``mapping.correlative``: metres of
    drift are beyond the reach of point-to-plane registration), unless the search's
    peak is ambiguous.  Accepted when it converges, matches ``min_overlap`` of the points
@@ -17,7 +19,9 @@
    the scan alone pins every direction to better than the loop edge's sigma (the
    smallest eigenvalue of its Hessian, in units of the loop edge's information,
    is at least 1): along a featureless corridor a look-alike place is not a loop.
-3. An accepted loop becomes a ``between_se3`` edge (Cauchy kernel) in the graph.
+3. A verified loop waits for a second one that implies the same correction of the
+   map; both then become ``between_se3`` edges (Cauchy kernel) in the graph, which
+   gates them against its chain and the drift window (``GlobalGraph.optimize``).
 The caller solves the graph and re-bases the window and map.
 """
 
@@ -29,17 +33,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsg_jit_ros.mapping.correlative import correlative_match_2d
-from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
+from dsg_jit_ros.mapping.global_graph import DRIFT_WINDOW_SIGMAS, GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 
 LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while verifying
-LOOP_GATE_SIGMA = 3.0  # a verified correction may be this many prior sigmas
-SCAN_KEYFRAMES = 0  # predecessors of the newest node added to its scan (0: its own voxels only)
+LOOP_GATE_SIGMA = DRIFT_WINDOW_SIGMAS  # a verified correction may be this many prior sigmas
+SUBMAP_RADIUS = 5.0  # m: nodes of any pass this close to the candidate join its submap
+SCAN_KEYFRAMES = 5  # predecessors of the newest node added to its scan (0: its own voxels only)
 MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
 CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
 COARSE_REACH = 10.0  # m: scan points within this range of the body take part in the correlative search
+COARSE_MAX_YAW = 0.6  # rad: the correlative search's yaw window grows with the heading drift up to this
 COARSE_MIN_SCORE = 0.25  # mean likelihood of the scan at the correlative search's best pose
 COARSE_MAX_AMBIGUITY = 0.97  # the best score elsewhere (> 1 m away) must stay below this fraction of the best
 COARSE_RETRY = ("few_matches", "no_convergence", "too_far", "rmse")  # registration failures worth a coarse search
@@ -71,7 +77,7 @@ def candidates(graph: GlobalGraph, newest: int, cfg: LoopConfig) -> list[int]:
     poses = graph.poses(older + [newest])
     dist = np.linalg.norm(poses[:-1, :3, 3] - poses[-1, :3, 3], axis=1)
     travelled = node.travelled - np.array([graph.nodes[i].travelled for i in older])
-    near = np.flatnonzero(dist <= cfg.search_radius + cfg.drift_per_metre * travelled)
+    near = np.flatnonzero(dist <= cfg.search_radius + cfg.drift_per_metre * travelled)  # drift_radius, vectorised
     chosen: list[int] = []
     for k in near[np.argsort(dist[near], kind="stable")].tolist():
         if all(abs(older[k] - c) > cfg.submap_keyframes for c in chosen):
@@ -150,6 +156,11 @@ class LoopCloser:
         lo, hi = max(graph.first, older - m), min(newer, older + m + 1)
         stamp_new = graph.nodes[newer].stamp
         around = [i for i in range(lo, hi) if graph.nodes[i].stamp <= stamp_new - cfg.min_interval]
+        # plus the nodes of other passes near the candidate (a room seen for a minute)
+        old = [i for i in range(graph.first, newer) if graph.nodes[i].stamp <= stamp_new - cfg.min_interval]
+        near_d = np.linalg.norm(graph.poses(old)[:, :3, 3] - t_older[:3, 3], axis=1)
+        extra = [old[k] for k in np.argsort(near_d, kind="stable") if near_d[k] <= SUBMAP_RADIUS]
+        around = sorted(set(around) | set(extra[: 2 * m + 1]))
         submap = placed_map([(graph.nodes[i].cells, t_older_inv @ p, t_older_inv @ p)
                              for i, p in zip(around, graph.poses(around))], self.voxel_size)
         rows = np.arange(len(submap))
@@ -163,7 +174,7 @@ class LoopCloser:
                               for i, r in zip(recent, rel) if graph.nodes[i].cells is not None])
         t_pred = t_older_inv @ t_newer  # the newest node in the candidate's frame
         travelled = graph.nodes[newer].travelled - graph.nodes[older].travelled
-        radius = cfg.search_radius + cfg.drift_per_metre * travelled
+        radius = cfg.drift_radius(travelled)
         prior = np.array([radius / LOOP_GATE_SIGMA] * 3 + [LOOP_PRIOR_ROTATION] * 3)
         if len(target) < self.registration.min_matches or len(pts) < self.registration.min_matches:
             return LoopAttempt(older, newer, False, "few_matches")
@@ -174,7 +185,8 @@ class LoopCloser:
         near = pts[np.linalg.norm(pts[:, :2], axis=1) <= COARSE_REACH, :2]
         if len(near) < self.registration.min_matches:
             return attempt
-        coarse = correlative_match_2d(near, submap.means()[:, :2], t_pred, radius, LOOP_PRIOR_ROTATION,
+        yaw_range = float(np.clip(cfg.drift_angle(travelled) / 2, LOOP_PRIOR_ROTATION, COARSE_MAX_YAW))
+        coarse = correlative_match_2d(near, submap.means()[:, :2], t_pred, radius, yaw_range,
                                       self.voxel_size)
         ambiguity = coarse.runner_up / max(coarse.score, 1e-12)
         if coarse.score < COARSE_MIN_SCORE or ambiguity > COARSE_MAX_AMBIGUITY:
