@@ -117,6 +117,26 @@ def test_lm_dense_schur_and_pcg_reach_the_same_optimum():
         np.testing.assert_allclose(r.x, dense.x, atol=1e-6, err_msg=name)
 
 
+def test_identity_damping_reaches_the_same_optimum_with_every_solver():
+    """GTSAM's ``lam * I`` damping (and its stop on a flat rejected try) with the dense,
+    PCG and sparse solvers: the Marquardt-damped dense optimum, no more iterations."""
+    wm, _, _ = chain_model(30, 0.3)
+    x0, _ = wm.pack_state()
+    ref = solve(wm.fg, x0, cfg=LMConfig(linear_solver="dense"))
+    assert bool(ref.converged)
+    for name in ("dense", "pcg", "sparse"):
+        cfg = LMConfig(linear_solver=name, damping="identity", stop_on_flat_rejection=True)
+        r = solve(wm.fg, x0, cfg=cfg)
+        assert bool(r.converged), name
+        assert float(r.cost) == pytest.approx(float(ref.cost), rel=1e-9), name
+        np.testing.assert_allclose(r.x, ref.x, atol=1e-6, err_msg=name)
+        assert int(r.iterations) <= int(ref.iterations), name
+    with pytest.raises(ValueError, match="damping"):
+        LMConfig(damping="levenberg")
+    with pytest.raises(ValueError, match="schur"):
+        LMConfig(linear_solver="schur", damping="identity")
+
+
 def learnable_model():
     """2 poses + 2 points, learnable odometry and body-frame observations."""
     wm = WorldModel()

@@ -9,7 +9,8 @@
 ``sparse``: host sparse Cholesky (CHOLMOD through CVXOPT) via ``pure_callback``,
            symbolic analysis once per sparsity pattern, numeric factorisation per
            solve: the direct path for large pose graphs (not differentiable).
-``D`` is Marquardt's scaling: the Hessian's diagonal, floored at ``min_diag``.
+``D`` is Marquardt's scaling, the Hessian's diagonal floored at ``min_diag``
+(``LMConfig.damping = "marquardt"``), or the identity (``"identity"``, GTSAM's).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dsg_jit_ros.optimization.point_schur import point_schur_plan, point_schur_s
 from dsg_jit_ros.world.graph import FactorGraph
 
 LINEAR_SOLVERS = ("dense", "pcg", "schur", "sparse")
+DAMPING_MODES = sparse_cholesky.DAMPING_MODES  # "marquardt": lam max(diag H, min_diag); "identity": lam I
 
 
 def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bool = True):
@@ -37,11 +39,15 @@ def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bo
     return step
 
 
-def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, max_iters: int):
-    """Damped Newton step by block-Jacobi PCG; returns (step, iterations)."""
+def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, max_iters: int,
+              scaled: bool = True):
+    """Damped Newton step by block-Jacobi PCG; returns (step, iterations).
+    ``scaled``: Marquardt damping ``lam max(diag H, min_diag)``, else ``lam I``."""
     layout = graph.layout
     diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
     dvec = layout.join([jnp.maximum(jnp.diagonal(hb, axis1=1, axis2=2), min_diag) for hb in diag_blocks])
+    if not scaled:
+        dvec = jnp.ones_like(dvec)
     damp_blocks = layout.split(lam * dvec)
     inv_blocks = [
         jnp.linalg.inv(hb + jax.vmap(jnp.diag)(db)) for hb, db in zip(diag_blocks, damp_blocks)

@@ -56,14 +56,14 @@ class BlockSystem:
         number[self.free_index] = np.arange(nf)
         keys, sources, offset = [], [], 0
         for cols, used in zip(columns, live):
-            cols = np.asarray(cols, dtype=np.int64)
+            cols = np.asarray(cols)
             cap, d = cols.shape
-            f = number[cols]  # (cap, D) free numbers, -1 for fixed entries
-            rows_f = np.broadcast_to(f[:, :, None], (cap, d, d))
-            cols_f = np.broadcast_to(f[:, None, :], (cap, d, d))
-            keep = (rows_f >= cols_f) & (cols_f >= 0) & np.asarray(used, dtype=bool)[:, None, None]
-            src = np.flatnonzero(keep.ravel())
-            keys.append(cols_f.ravel()[src] * nf + rows_f.ravel()[src])  # column-major order
+            f = np.where(np.asarray(used, dtype=bool)[:, None], number[cols], -1)  # (cap, D); -1: not in the system
+            keep = (f[:, :, None] >= f[:, None, :]) & (f[:, None, :] >= 0)  # lower triangle of each block
+            src = np.flatnonzero(keep)
+            fac, pos = np.divmod(src, d * d)
+            row, col = f[fac, pos // d], f[fac, pos % d]
+            keys.append(col * nf + row)  # column-major order
             sources.append(src + offset)
             offset += cap * d * d
         self.block_size = offset
@@ -72,10 +72,12 @@ class BlockSystem:
         unique, inverse = np.unique(all_keys, return_inverse=True)
         self.nnz = unique.size
         n_src = all_keys.size - nf  # the appended diagonal carries no block value
+        # (block entries x nnz), one 1 per kept block entry: its transpose sums the blocks into H
         src = np.concatenate(sources)
-        self.scatter = sp.csr_matrix(
-            (np.ones(n_src), (inverse[:n_src], src)), shape=(self.nnz, max(self.block_size, 1))
-        )
+        indptr = np.zeros(offset + 1, dtype=np.int64)
+        indptr[src + 1] = 1
+        self._gather = sp.csr_matrix((np.ones(n_src), inverse[:n_src], np.cumsum(indptr)),
+                                     shape=(offset, self.nnz))
         self.rows = (unique % nf).astype(np.int64)
         self.cols = (unique // nf).astype(np.int64)
         self.diag_pos = inverse[n_src:]
@@ -90,7 +92,7 @@ class BlockSystem:
     def lower_values(self, blocks) -> np.ndarray:
         """Values of H's lower triangle (compressed-column order) from the raveled blocks."""
         flat = np.concatenate([np.asarray(b, dtype=np.float64).ravel() for b in blocks])
-        return self.scatter @ flat
+        return self._gather.T @ flat
 
     def csc(self, values: np.ndarray) -> sp.csc_matrix:
         """The full symmetric matrix (scipy) with lower-triangle ``values`` (for checks)."""
