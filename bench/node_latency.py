@@ -250,7 +250,7 @@ def window_config(args, w: int) -> WindowConfig:
     it) with the bench's window size, voxel sizing and capacities."""
     voxel = VoxelConfig(args.voxel_size, args.min_range, args.max_range)
     fields = {f.name for f in dataclasses.fields(WindowConfig)}
-    kw = dict(window_size=w, voxel=voxel, max_voxels=int(args.voxels_per_window.get(w, 3000)),
+    kw = dict(size=w, voxel=voxel, max_voxels=int(args.voxels_per_window.get(w, 3000)),
               max_observations=int(args.obs_per_keyframe * (w + 1)))
     shipped = Path(__file__).resolve().parents[1] / "config" / "lidar_3d.yaml"
     if shipped.exists():
@@ -333,7 +333,7 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
         "world": run.source,
         "window": w,
         "keyframes": n,
-        "sizing": {"voxel_size": wcfg.voxel.voxel_size, "range": [wcfg.voxel.min_range, wcfg.voxel.max_range],
+        "sizing": {"voxel_size": wcfg.voxel.size, "range": [wcfg.voxel.min_range, wcfg.voxel.max_range],
                    "max_voxels": wcfg.max_voxels, "max_observations": wcfg.max_observations,
                    "reassociations": wcfg.reassociations,
                    "registration_iterations": getattr(wcfg, "registration_iterations", None), "cloud_hz": args.rate,

@@ -132,7 +132,7 @@ def test_rebase_moves_window_and_frozen_map_rigidly():
     from test_window import simulate
 
     truth, odom, clouds = simulate(12, np.random.default_rng(4))
-    window = SlidingWindow(WindowConfig(window_size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600,
+    window = SlidingWindow(WindowConfig(size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600,
                                         max_observations=3000))
     for k, (o, c) in enumerate(zip(odom, clouds)):
         window.add_keyframe(float(k), o, c)

@@ -19,7 +19,7 @@ def pose(axis, angle, t):
 
 
 def test_voxelize_centroids_counts_and_drops():
-    cfg = VoxelConfig(voxel_size=1.0, min_range=0.5, max_range=10.0)
+    cfg = VoxelConfig(size=1.0, min_range=0.5, max_range=10.0)
     pts = np.array([
         [1.2, 0.1, 0.1], [1.8, 0.3, 0.5],      # voxel (1, 0, 0)
         [-2.5, 3.5, 0.2],                       # voxel (-3, 3, 0)
@@ -42,8 +42,8 @@ def test_voxelize_empty_and_malformed():
     assert len(empty) == 0 and empty.keys.shape == (0, 3)
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         voxelize(np.zeros((4, 2)), cfg)
-    with pytest.raises(ValueError, match="voxel_size"):
-        VoxelConfig(voxel_size=0.0)
+    with pytest.raises(ValueError, match="voxel size"):
+        VoxelConfig(size=0.0)
 
 
 def test_odometry_interpolation_matches_midpoint_rotation():

@@ -20,7 +20,7 @@ from dsg_jit_ros.optimization.linearize import dense_hessian, linearize
 from test_window import ate, se2, simulate
 
 CFG = PipelineConfig(
-    window=WindowConfig(window_size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600, max_observations=3000),
+    window=WindowConfig(size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=600, max_observations=3000),
     keyframe=KeyframeConfig(min_translation=0.5, min_rotation=0.25),
     inputs=InputConfig(max_pending_clouds=3, max_linear_speed=5.0, max_angular_speed=3.0),
 )

@@ -40,7 +40,7 @@ def room_scan(t_world_body: np.ndarray) -> np.ndarray:
 
 def test_planar_mode_keeps_z_roll_pitch_of_odometry_and_corrects_the_rest():
     cfg = PipelineConfig(
-        window=WindowConfig(window_size=6, voxel=VoxelConfig(0.2, 0.1, 20.0), max_voxels=1500,
+        window=WindowConfig(size=6, voxel=VoxelConfig(0.2, 0.1, 20.0), max_voxels=1500,
                             max_observations=6000, odom_sigma_translation=0.03, odom_sigma_rotation=0.02,
                             odom_rotation_scale=0.05),
         keyframe=KeyframeConfig(0.2, 0.1), inputs=InputConfig(compute_covariance=True), planar="auto")

@@ -57,8 +57,8 @@ def ate(estimate, truth):
 def test_window_beats_odometry_reuses_frozen_voxels_and_compiles_once():
     rng = np.random.default_rng(1)
     truth, odom, clouds = simulate(40, rng)
-    vcfg = VoxelConfig(voxel_size=0.5, min_range=0.3, max_range=12.0)
-    window = SlidingWindow(WindowConfig(window_size=6, voxel=vcfg, max_voxels=3000, max_observations=12000))
+    vcfg = VoxelConfig(size=0.5, min_range=0.3, max_range=12.0)
+    window = SlidingWindow(WindowConfig(size=6, voxel=vcfg, max_voxels=3000, max_observations=12000))
     compiles = []
     stats = []
     for k, (t_odom, cloud) in enumerate(zip(odom, clouds)):

@@ -35,7 +35,7 @@ def scan_of_wall(x: float, rng) -> np.ndarray:
 
 def along_wall_drift(surface: SurfaceConfig, **window) -> float:
     rng = np.random.default_rng(0)
-    cfg = WindowConfig(window_size=10, voxel=VoxelConfig(0.2, 0.1, MAX_RANGE + 0.1), max_voxels=600,
+    cfg = WindowConfig(size=10, voxel=VoxelConfig(0.2, 0.1, MAX_RANGE + 0.1), max_voxels=600,
                        max_observations=3000, odom_sigma_translation=0.02, odom_sigma_rotation=0.01,
                        surface=surface, registration=RegistrationConfig(enabled=False), **window)
     window = SlidingWindow(cfg, planar=True)

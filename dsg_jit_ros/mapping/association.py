@@ -46,7 +46,7 @@ def associate(points_body: np.ndarray, t_map_body: np.ndarray, voxel: VoxelConfi
         raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
     kept, nonfinite, out_of_range = range_filter(pts, voxel.min_range, voxel.max_range)
     world = kept @ t_map_body[:3, :3].T + t_map_body[:3, 3]
-    packed = pack_keys(np.floor(world / voxel.voxel_size).astype(np.int64)) if len(kept) else np.zeros(0, np.int64)
+    packed = pack_keys(np.floor(world / voxel.size).astype(np.int64)) if len(kept) else np.zeros(0, np.int64)
     if packed is None:  # cells beyond +-2^20 voxels from the map origin cannot be keyed
         return _empty(nonfinite, out_of_range + len(kept))
     keys, inverse, count = np.unique(packed, return_inverse=True, return_counts=True)

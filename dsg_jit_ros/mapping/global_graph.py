@@ -48,8 +48,9 @@ class LoopConfig:
 
     Chain edges between consecutive nodes: sigma ``chain_sigma_translation +
     chain_translation_scale * |travel|`` (m) and ``chain_sigma_rotation +
-    chain_rotation_scale * |turn|`` (rad).  Loop edges: ``loop_sigma_*`` with a Cauchy
-    kernel of scale ``kernel_scale`` (whitened units).
+    chain_rotation_scale * |turn|`` (rad).  Loop edges: sigmas ``sigma_translation``
+    (m) and ``sigma_rotation`` (rad) with a Cauchy kernel of scale ``kernel_scale``
+    (whitened units).
 
     Candidates for a new node: nodes at least ``min_interval`` older whose estimate
     lies within ``search_radius + drift_per_metre * travelled`` (the distance
@@ -77,8 +78,8 @@ class LoopConfig:
     chain_translation_scale: float = 0.01
     chain_sigma_rotation: float = 0.001
     chain_rotation_scale: float = 0.01
-    loop_sigma_translation: float = 0.05
-    loop_sigma_rotation: float = 0.01
+    sigma_translation: float = 0.05
+    sigma_rotation: float = 0.01
     kernel_scale: float = 1.0
     max_residual: float = 5.0
     solver_iterations: int = 20
@@ -86,8 +87,8 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.capacity < 4:
             raise ValueError(f"loop capacity must be >= 4 nodes, got {self.capacity}")
-        for name in ("search_radius", "chain_sigma_translation", "chain_sigma_rotation", "loop_sigma_translation",
-                     "loop_sigma_rotation", "kernel_scale", "max_residual", "max_rmse"):
+        for name in ("search_radius", "chain_sigma_translation", "chain_sigma_rotation", "sigma_translation",
+                     "sigma_rotation", "kernel_scale", "max_residual", "max_rmse"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"loop.{name} must be positive, got {getattr(self, name)}")
         if min(self.min_interval, self.drift_per_metre, self.min_spacing, self.chain_translation_scale,
@@ -104,7 +105,7 @@ class LoopConfig:
                         + [self.chain_sigma_rotation + self.chain_rotation_scale * turn] * 3)
 
     def loop_sigmas(self) -> np.ndarray:
-        return np.array([self.loop_sigma_translation] * 3 + [self.loop_sigma_rotation] * 3)
+        return np.array([self.sigma_translation] * 3 + [self.sigma_rotation] * 3)
 
 
 @dataclass

@@ -35,18 +35,18 @@ class GlobalMapping:
         ``ready``: a ``threading.Event`` set once the graph's solve is compiled (warm-up)."""
         w = cfg.window
         self.window = window
-        self.worker = LoopWorker(GlobalGraph(cfg.loop, planar=planar, voxel_size=w.voxel.voxel_size),
-                                 LoopCloser(cfg.loop, w.voxel.voxel_size, w.surface, w.registration),
-                                 w.voxel.voxel_size, w.voxel.max_range, background=background, ready=ready)
+        self.worker = LoopWorker(GlobalGraph(cfg.loop, planar=planar, voxel_size=w.voxel.size),
+                                 LoopCloser(cfg.loop, w.voxel.size, w.surface, w.registration),
+                                 w.voxel.size, w.voxel.max_range, background=background, ready=ready)
         self._generation = 0  # map-frame generation: loop updates applied
         self._unplaced: list = []  # keyframes sent to the graph that no applied update covers yet
         self._unplaced_base = 0  # node index of _unplaced[0]
         self.loop_edges: tuple[np.ndarray, tuple[tuple[int, int], ...]] = (np.zeros((0, 3)), ())  # after an update
         self.loops_closed = 0  # accepted loops applied to the map
         self.horizon = cfg.loop.min_interval if cfg.loop.enabled and cfg.mode == "mapping" else None
-        self.full_map = LocalMap(w.voxel.voxel_size, w.surface) if self.horizon is not None else None
+        self.full_map = LocalMap(w.voxel.size, w.surface) if self.horizon is not None else None
         self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) as in the tracked map
-        self._voxel = w.voxel.voxel_size
+        self._voxel = w.voxel.size
 
     @property
     def graph(self) -> GlobalGraph:

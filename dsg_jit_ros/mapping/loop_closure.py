@@ -138,8 +138,8 @@ class LoopCloser:
         the pose ``at`` (a small rotation about the map origin moves a far robot a lot)."""
         d = np.linalg.inv(a @ at) @ (b @ at)
         angle = np.arccos(np.clip((np.trace(d[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))
-        return bool(np.linalg.norm(d[:3, 3]) <= self.cfg.loop_sigma_translation
-                    and angle <= self.cfg.loop_sigma_rotation)
+        return bool(np.linalg.norm(d[:3, 3]) <= self.cfg.sigma_translation
+                    and angle <= self.cfg.sigma_rotation)
 
     def verify(self, graph: GlobalGraph, older: int, newer: int) -> LoopAttempt:
         """Register the newest nodes' local scan to the submap around ``older``."""

@@ -40,7 +40,7 @@ def capture(pipeline) -> MapState:
     parts = [(c.keys, c.count, c.mean_body, c.scatter_body) if c is not None else _EMPTY_CELLS for c in cells]
     stack = lambda i, empty: np.concatenate([p[i] for p in parts]) if parts else empty  # noqa: E731
     return MapState(
-        voxel_size=pipeline.cfg.window.voxel.voxel_size, planar=bool(pipeline.planar),
+        voxel_size=pipeline.cfg.window.voxel.size, planar=bool(pipeline.planar),
         stamps=np.array([r[0] for r in records], dtype=np.float64),
         poses=np.array([r[1] for r in records]).reshape(-1, 4, 4),
         levels=np.array([r[2] for r in records]).reshape(-1, 4, 4),
@@ -76,7 +76,7 @@ def restore(pipeline, state: MapState) -> list:
     ValueError if the map does not fit the configuration."""
     if pipeline.keyframes:
         raise ValueError("a map can only be loaded before the first keyframe")
-    voxel = pipeline.cfg.window.voxel.voxel_size
+    voxel = pipeline.cfg.window.voxel.size
     if abs(state.voxel_size - voxel) > 1e-9 * voxel:
         raise ValueError(f"the map has {state.voxel_size} m voxels, the node is configured for {voxel} m")
     if pipeline.planar is not None and pipeline.planar != state.planar:

@@ -15,13 +15,13 @@ import numpy as np
 class VoxelConfig:
     """Voxel edge length and accepted range band (metres)."""
 
-    voxel_size: float = 0.5
+    size: float = 0.5  # edge length
     min_range: float = 0.3
     max_range: float = 30.0
 
     def __post_init__(self) -> None:
-        if not (self.voxel_size > 0 and np.isfinite(self.voxel_size)):
-            raise ValueError(f"voxel_size must be positive, got {self.voxel_size}")
+        if not (self.size > 0 and np.isfinite(self.size)):
+            raise ValueError(f"voxel size must be positive, got {self.size}")
         if not (0 <= self.min_range < self.max_range):
             raise ValueError(f"need 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
 
@@ -30,7 +30,7 @@ class VoxelConfig:
 class VoxelCells:
     """Occupied voxels of one cloud: integer keys, centroids (body frame, m), counts."""
 
-    keys: np.ndarray  # (M, 3) int64, floor(p / voxel_size)
+    keys: np.ndarray  # (M, 3) int64, floor(p / cfg.size)
     centroids: np.ndarray  # (M, 3) float64
     counts: np.ndarray  # (M,) int64 points per voxel
     dropped_nonfinite: int
@@ -52,7 +52,7 @@ def range_filter(points: np.ndarray, min_range: float, max_range: float) -> tupl
 
 
 def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = None) -> VoxelCells:
-    """Group (N, 3) points into voxels of ``cfg.voxel_size``; centroid per voxel.
+    """Group (N, 3) points into voxels of ``cfg.size``; centroid per voxel.
 
     The range band is measured from ``origin`` (default: the frame's origin), so
     points already moved into the map frame can be filtered around the sensor.
@@ -66,7 +66,7 @@ def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = N
     if kept.shape[0] == 0:
         empty = np.zeros((0, 3))
         return VoxelCells(empty.astype(np.int64), empty, np.zeros(0, np.int64), nonfinite, out_of_range)
-    keys = np.floor(kept / cfg.voxel_size).astype(np.int64)
+    keys = np.floor(kept / cfg.size).astype(np.int64)
     packed = pack_keys(keys)
     if packed is None:  # beyond +-2^20 voxels from the origin: the slow row-wise unique
         uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)

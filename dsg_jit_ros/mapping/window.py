@@ -68,7 +68,7 @@ class WindowConfig:
     0.02 rad, and wheels slip while turning).
     """
 
-    window_size: int = 20
+    size: int = 20
     voxel: VoxelConfig = field(default_factory=VoxelConfig)
     max_voxels: int = 4096
     max_observations: int = 32768
@@ -86,8 +86,8 @@ class WindowConfig:
     lm: LMConfig = field(default_factory=lambda: LMConfig(linear_solver="schur", max_iters=15, rel_tol=1e-6))
 
     def __post_init__(self) -> None:
-        if self.window_size < 2:
-            raise ValueError(f"window_size must be >= 2, got {self.window_size}")
+        if self.size < 2:
+            raise ValueError(f"window size must be >= 2 keyframes, got {self.size}")
         for name in ("odom_sigma_translation", "odom_sigma_rotation", "anchor_sigma", "kernel_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -160,7 +160,7 @@ class SlidingWindow:
         self.planar = bool(planar)
         # compiled with room for a re-base's longer solve; the configured cap is passed as data
         self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS))
-        n = cfg.window_size
+        n = cfg.size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
             # the anchor is a prior of its own type so that its batch has 2 slots, not max_voxels
@@ -174,7 +174,7 @@ class SlidingWindow:
         self.wm.declare_factor_type("prior", ("voxel_cell3d",), {"target": np.zeros(3)})
         self.wm.declare_factor_type("odom_se3", ("pose_se3", "pose_se3"), {"measurement": np.zeros(6)})
         self.wm.declare_factor_type("pose_voxel_surface", ("pose_se3", "voxel_cell3d"), {"point_body": np.zeros(3)})
-        self.local = LocalMap(cfg.voxel.voxel_size, cfg.surface)
+        self.local = LocalMap(cfg.voxel.size, cfg.surface)
         self._placed = True  # the local map's window observations are at the current poses
         self._keyframes: list[_Keyframe] = []
         self.voxels = ActiveVoxels(self.wm, self.local, cfg)
@@ -288,7 +288,7 @@ class SlidingWindow:
         self._keyframes.append(kf)
         drops_before = (self.dropped_capacity, self.dropped_points)
         self._observe(kf, t_map_body, pts)
-        frozen_keys = [self._drop_oldest() for _ in range(len(self._keyframes) - self.cfg.window_size)]
+        frozen_keys = [self._drop_oldest() for _ in range(len(self._keyframes) - self.cfg.size)]
         self._refresh(kf.cells.keys, np.concatenate([_EMPTY] + frozen_keys))
         # a solve followed by a re-association only has to move the new pose close
         # enough for voxelising: its LM iterations are capped (PRE_ASSOCIATION_ITERS)
@@ -325,7 +325,7 @@ class SlidingWindow:
             cells, t_key = kf.cells, (c @ kf.t_key if rekey else kf.t_key)
             self._forget_observations(kf)
             if cells is not None:
-                self._insert(kf, recell(cells, t_key, self.cfg.voxel.voxel_size), t_key)
+                self._insert(kf, recell(cells, t_key, self.cfg.voxel.size), t_key)
         keys = self.voxels.keys()
         self._refresh(keys, keys)
         # every voxel at the mean of all its points (frozen and window), then a full solve:

@@ -61,7 +61,7 @@ from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
 from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.ros import convert
-from dsg_jit_ros.ros.params import ParameterError, build_configs, declare_and_read
+from dsg_jit_ros.ros.params import ParameterError, arguments_error, build_configs, check_overrides, declare_and_read
 
 NODE_NAME = "dsg_jit_slam"
 
@@ -81,14 +81,20 @@ def _interfaces():
 class SlamNode(LifecycleNode):
     """Online SLAM on odometry + clouds; see the module docstring for the interface.
 
-    A lifecycle node: *configure* validates the parameters, builds the pipeline and
-    compiles the solver (warm-up), creates publishers and services; *activate*
-    subscribes and enables the publishers; *deactivate* unsubscribes (queued
-    keyframes are still solved) and mutes the publishers; *cleanup* forgets the
-    pipeline; *shutdown* ends ``main``.  With ``autostart`` (default) the node
-    configures and activates itself in the constructor; otherwise it waits for
-    lifecycle_msgs/ChangeState on ``~/change_state``.  Either way, no subscription
-    exists before it is active, so a publisher can see it is not ready yet.
+    A lifecycle node: *configure* validates the parameters (no name from
+    ``--params-file`` or ``-p`` the node does not declare, values that fit together),
+    builds the pipeline (reads ``map_file``) and compiles the solver (warm-up),
+    creates publishers and services; *activate* subscribes and enables the
+    publishers; *deactivate* unsubscribes (queued keyframes are still solved) and
+    mutes the publishers; *cleanup* forgets the pipeline; *shutdown* ends ``main``.
+    With ``autostart`` (default) the node configures and activates itself in the
+    constructor, and a failed configure raises ParameterError (``main`` prints it
+    and exits with code 2); otherwise it waits for lifecycle_msgs/ChangeState on
+    ``~/change_state``, and a failed configure is logged and leaves it
+    unconfigured.  A value out of range or of the wrong type raises in the
+    constructor already (rclpy checks it at declaration).  Either way, no
+    subscription exists before it is active, so a publisher can see it is not
+    ready yet.
     """
 
     def __init__(self, **node_kwargs):
@@ -110,6 +116,7 @@ class SlamNode(LifecycleNode):
     # ---- lifecycle ------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            check_overrides(self)  # a misspelt name from --params-file or -p
             self.cfg, pipeline_cfg = build_configs(self._values)
         except ParameterError as err:
             self._configure_error = str(err)
@@ -394,7 +401,7 @@ class SlamNode(LifecycleNode):
 
     def _publish_map(self, stamp) -> None:
         centres = self.pipeline.map_centres()
-        size = self.pipeline.cfg.window.voxel.voxel_size
+        size = self.pipeline.cfg.window.voxel.size
         self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
         self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))
 
@@ -471,7 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as err:  # rcl refuses the arguments (e.g. an unreadable --params-file)
+        print(f"[{NODE_NAME}] cannot start: {arguments_error(err)}", file=sys.stderr)
+        return 2
     try:
         node = SlamNode()
     except (ParameterError, RuntimeError) as err:

@@ -1,11 +1,11 @@
 """The online SLAM demo: the demo bag replayed through the node, scored against ground truth.
 
-``dsg_jit_ros_demo [--bag PATH] [--out DIR]`` creates the demo bag when it is
-absent (``make_demo_bag``), starts the SLAM node in this process (parameters
-from ``config/lidar_3d.yaml`` plus ``--ros-args`` overrides; reliable inputs with
-deep queues and ``use_sim_time``, so nothing of the replay is lost), replays the
-bag with ``bag_player --clock`` in a separate process, waits until the node has
-consumed every cloud, and writes into DIR:
+``dsg_jit_ros_demo [--bag PATH] [--out DIR]`` creates the demo bag when PATH is
+absent or an empty directory (``make_demo_bag``), starts the SLAM node in this
+process (parameters from ``config/lidar_3d.yaml`` plus ``--ros-args`` overrides;
+reliable inputs with deep queues and ``use_sim_time``, so nothing of the replay is
+lost), replays the bag with ``bag_player --clock`` in a separate process, waits
+until the node has consumed every cloud, and writes into DIR:
 
 - ``trajectory.tum``, ``map.ply``, ``graph.g2o`` (as ``~/save_map`` does),
 - ``metrics.json``: ``ate_odometry_m`` and ``ate_estimate_m`` (RMSE after SE(3)
@@ -13,6 +13,10 @@ consumed every cloud, and writes into DIR:
   ``latency_ms_p50``/``p95``/``max`` (cloud in -> status out), solve times,
   ``compilations_after_warmup``, dropped inputs, replay wall time and real-time factor,
 - ``overview.png``: top view of the map, ground truth, odometry and estimate.
+
+What stops it before the replay (PATH is not a rosbag2 bag, lacks /odom, /points
+or ground_truth.tum, the node refuses its parameters) is one line on stderr and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -51,20 +55,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class DemoError(RuntimeError):
+    """What stops the demo before its replay, as one sentence (printed without a traceback)."""
+
+
 def _ensure_bag(bag: Path, duration: float | None) -> None:
+    """Create the demo bag at ``bag`` when nothing (or an empty directory) is there."""
     if (bag / "metadata.yaml").exists():
         return
+    if bag.exists() and not bag.is_dir():
+        raise DemoError(f"--bag {bag} is a file, not a rosbag2 bag directory")
+    if bag.is_dir() and any(bag.iterdir()):
+        raise DemoError(f"--bag {bag} is not a rosbag2 bag (no metadata.yaml in it); give a bag directory, or a path "
+                        "that does not exist yet to create the demo bag there")
     from dsg_jit_ros.tools.make_demo_bag import DemoConfig, generate_demo_bag
 
-    cfg = DemoConfig() if duration is None else DemoConfig(duration_s=duration)
-    print(generate_demo_bag(bag, cfg).describe(), flush=True)
+    try:
+        cfg = DemoConfig() if duration is None else DemoConfig(duration_s=duration)
+        summary = generate_demo_bag(bag, cfg, force=bag.is_dir())  # force only replaces an empty directory
+    except (ValueError, OSError) as err:
+        raise DemoError(f"cannot create the demo bag in {bag}: {err}") from err
+    print(summary.describe(), flush=True)
 
 
 def _bag_counts(bag: Path) -> dict[str, int]:
-    from rosbags.rosbag2 import Reader
+    """Messages per topic of ``bag``; DemoError unless it is a readable bag with what the demo needs."""
+    from rosbags.rosbag2 import Reader, ReaderError
 
-    with Reader(bag) as reader:
-        return {c.topic: c.msgcount for c in reader.connections}
+    try:
+        with Reader(bag) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+    except (ReaderError, OSError) as err:
+        reason = " ".join(str(err).split())  # rosbags quotes the YAML parser over several lines
+        raise DemoError(f"--bag {bag} is not a readable rosbag2 bag: {reason}") from err
+    missing = [t for t in ("/odom", "/points") if not counts.get(t)]
+    if missing:
+        raise DemoError(f"--bag {bag} has no {' and no '.join(missing)} messages (the demo replays /odom and "
+                        f"/points; the bag has {', '.join(sorted(counts)) or 'no topics'})")
+    if not (bag / "ground_truth.tum").is_file():
+        raise DemoError(f"--bag {bag} has no ground_truth.tum next to its metadata.yaml (the demo scores the estimate "
+                        "against it; make_demo_bag writes one)")
+    return counts
 
 
 def _ros_env() -> None:
@@ -81,17 +112,26 @@ def run(bag: Path, out: Path, rate: float, params_file: Path, ros_args: Sequence
 
     from dsg_jit_ros.ros.slam_node import SlamNode
 
+    from dsg_jit_ros.ros.params import ParameterError, arguments_error
+
     counts = _bag_counts(bag)
-    n_clouds, n_odom = counts.get("/points", 0), counts.get("/odom", 0)
-    if n_clouds == 0:
-        raise RuntimeError(f"{bag} has no /points messages")
+    n_clouds, n_odom = counts["/points"], counts["/odom"]
+    if not params_file.is_file():
+        raise DemoError(f"--params-file {params_file} does not exist")
     args = ["dsg_jit_ros_demo", "--ros-args", "--params-file", str(params_file)]
     for o in DEMO_OVERRIDES:
         args += ["-p", o]
     args += list(ros_args)
     context = rclpy.Context()
-    rclpy.init(args=args, context=context)
-    node = SlamNode(context=context)
+    try:
+        rclpy.init(args=args, context=context)
+    except RuntimeError as err:  # rcl refuses the arguments (e.g. an unreadable parameters file)
+        raise DemoError(f"the SLAM node cannot start: {arguments_error(err)}") from err
+    try:
+        node = SlamNode(context=context)
+    except (ParameterError, RuntimeError) as err:  # a refused parameter; interfaces not built
+        rclpy.shutdown(context=context)
+        raise DemoError(f"the SLAM node cannot start: {err}") from err
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     player_cmd = [sys.executable, "-m", "dsg_jit_ros.ros.bag_player", str(bag), "--clock", "--rate", str(rate),
@@ -170,7 +210,7 @@ def _finish(node, bag: Path, out: Path, wall: float, n_clouds: int) -> dict:
         "replay_wall_s": wall,
         "bag_duration_s": duration,
         "real_time_factor": duration / wall if wall > 0 else float("nan"),
-        "window_size": int(pipeline.cfg.window.window_size),
+        "window_size": int(pipeline.cfg.window.size),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _overview(out / "overview.png", pipeline, gt, kf_stamps, est, odo, e_est, e_odo)
@@ -200,7 +240,7 @@ def _overview(path: Path, pipeline, gt, kf_stamps, est, odo, e_est, e_odo) -> No
     ax.set_aspect("equal")
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
-    ax.set_title(f"dsg_jit_ros demo: {len(est)} keyframes, window {pipeline.cfg.window.window_size}")
+    ax.set_title(f"dsg_jit_ros demo: {len(est)} keyframes, window {pipeline.cfg.window.size}")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -219,9 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dsg_jit_ros_demo: --rate must be > 0", file=sys.stderr)
         return 2
     _ros_env()
-    _ensure_bag(args.bag, args.duration)
-    args.out.mkdir(parents=True, exist_ok=True)
-    metrics = run(args.bag, args.out, args.rate, args.params_file, ros_args, args.timeout)
+    try:
+        _ensure_bag(args.bag, args.duration)
+        _bag_counts(args.bag)  # before the output directory is made
+        args.out.mkdir(parents=True, exist_ok=True)
+        metrics = run(args.bag, args.out, args.rate, args.params_file, ros_args, args.timeout)
+    except DemoError as err:
+        print(f"dsg_jit_ros_demo: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({k: metrics[k] for k in ("keyframes", "ate_odometry_m", "ate_estimate_m", "latency_ms_p50",
                                               "latency_ms_p95", "compilations_after_warmup", "real_time_factor")}))
     print(f"wrote {args.out}/trajectory.tum, map.ply, graph.g2o, metrics.json, overview.png")
