@@ -70,7 +70,7 @@ RENAMED = {  # flattened field path then -> now (the field now has its parameter
 }  # NodeConfig.reliable_inputs is now a property of the new field input_reliability
 ADDED_NODE_FIELDS = {"input_reliability", "sensor_extrinsic", "autostart"}  # each one parameter's value
 # LMConfig options added since (no parameter fills them): the window's solver keeps LMConfig's defaults
-ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection"}
+ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection", "sparse_backend"}
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS}
 
 

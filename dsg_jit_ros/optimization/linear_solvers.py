@@ -6,9 +6,11 @@
 ``pcg``:   preconditioned conjugate gradients with block-Jacobi preconditioner,
            Hessian-vector products through the per-factor Jacobians (large pose
            graphs; memory linear in the number of factors).
-``sparse``: host sparse Cholesky (CHOLMOD through CVXOPT) via ``pure_callback``,
-           symbolic analysis once per sparsity pattern, numeric factorisation per
-           solve: the direct path for large pose graphs (not differentiable).
+``sparse``: host sparse Cholesky via ``pure_callback``: the direct path for large
+           pose graphs (not differentiable).  Backend (``sparse_backend``):
+           CHOLMOD through CVXOPT when installed (symbolic analysis once per
+           sparsity pattern, numeric factorisation per solve), else cholespy
+           (factorised from scratch per solve).
 ``D`` is Marquardt's scaling, the Hessian's diagonal floored at ``min_diag``
 (``LMConfig.damping = "marquardt"``), or the identity (``"identity"``, GTSAM's).
 """
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsg_jit_ros.optimization import linearize as lin_mod
-from dsg_jit_ros.optimization import sparse_cholesky
+from dsg_jit_ros.optimization import sparse_backend, sparse_cholesky
 from dsg_jit_ros.optimization.point_schur import point_schur_plan, point_schur_system
 from dsg_jit_ros.world.graph import FactorGraph
 
@@ -198,31 +200,36 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     return back(jax.scipy.linalg.cho_solve((chol, True), rhs))
 
 
-def _host_sparse_solve(n: int, n_batches: int, damping: str, min_diag: float, free, lam, rhs, *arrays) -> np.ndarray:
-    """Host side of ``sparse_solve``: the cached ``BlockSystem`` of this pattern
-    (analysed on first sight), numeric factorisation, solve."""
+def _host_sparse_solve(n: int, n_batches: int, damping: str, min_diag: float, backend: str,
+                       free, lam, rhs, *arrays) -> np.ndarray:
+    """Host side of ``sparse_solve``: the cached ``BlockSystem`` of this pattern and
+    backend (analysed on first sight), numeric factorisation, solve."""
     columns = arrays[:n_batches]
     live = arrays[n_batches:2 * n_batches]
     blocks = arrays[2 * n_batches:]
-    system = sparse_cholesky.system_for(n, free, columns, live)
+    system = sparse_cholesky.system_for(n, free, columns, live, backend)
     out = system.solve(blocks, float(lam), rhs, damping, min_diag)
     return out.astype(rhs.dtype)
 
 
-def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, damping: str = "marquardt"):
-    """Damped Newton step by a host sparse Cholesky (CHOLMOD) through a callback.
+def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, damping: str = "marquardt",
+                 backend: str = "auto"):
+    """Damped Newton step by a host sparse Cholesky through a callback.
 
     The direct path for large pose graphs where block-Jacobi PCG converges too
     slowly (parking-garage); not differentiable (use it inside LM only).  The
-    symbolic analysis is done once per sparsity pattern and reused by every later
-    solve with that pattern (``optimization.sparse_cholesky``): each iteration
-    pays only the numeric factorisation.
+    sparsity pattern is worked out once and reused by every later solve with that
+    pattern (``optimization.sparse_cholesky``); with the ``cholmod`` backend so is
+    the symbolic analysis, and each iteration pays only the numeric factorisation.
+    ``backend`` (``auto``/``cholmod``/``cholespy``) is resolved here, at trace
+    time (``sparse_backend.resolve``: an unavailable named backend raises).
     """
+    backend = sparse_backend.resolve(backend)
     pairs = lin_mod.hessian_blocks(graph, lins)
     columns = [p[0] for p in pairs]
     blocks = [p[1] for p in pairs]
     live = [b.mask for b in graph.batches]
     free = jnp.concatenate([m.reshape(-1) for m in graph.dof_masks])
-    callback = functools.partial(_host_sparse_solve, graph.state_size, len(pairs), damping, float(min_diag))
+    callback = functools.partial(_host_sparse_solve, graph.state_size, len(pairs), damping, float(min_diag), backend)
     return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype),
                              free, jnp.asarray(lam, g.dtype), -g, *columns, *live, *blocks)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from dsg_jit_ros.optimization import linear_solvers
+from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS
 from dsg_jit_ros.optimization.compile_count import counted_jit
 from dsg_jit_ros.optimization.linearize import gradient, linearize
 from dsg_jit_ros.slam.manifold import retract_by_metadata, retract_state
@@ -63,6 +64,11 @@ class LMConfig:
     ``stop_on_flat_rejection``: a rejected step whose cost is within
     ``rel_tol * cost`` of the current one also ends the solve as converged
     (GTSAM checks the error change of every try, accepted or not).
+    ``sparse_backend``: the host sparse Cholesky of the ``sparse`` solver,
+    ``"auto"`` (the environment variable ``DSG_JIT_ROS_SPARSE_BACKEND``, else
+    CHOLMOD through CVXOPT when it imports, else cholespy), ``"cholmod"`` or
+    ``"cholespy"`` (an error at solve time when it does not import); see
+    ``optimization.sparse_backend``.
     """
 
     max_iters: int = 100
@@ -78,12 +84,15 @@ class LMConfig:
     pcg_max_iters: int = 1000
     damping: str = "marquardt"
     stop_on_flat_rejection: bool = False
+    sparse_backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
             raise ValueError(f"linear_solver must be one of {linear_solvers.LINEAR_SOLVERS}")
         if self.damping not in linear_solvers.DAMPING_MODES:
             raise ValueError(f"damping must be one of {linear_solvers.DAMPING_MODES}")
+        if self.sparse_backend not in SPARSE_BACKENDS:
+            raise ValueError(f"sparse_backend must be one of {SPARSE_BACKENDS}")
         if self.damping == "identity" and self.linear_solver == "schur":
             raise ValueError("identity damping is not implemented for the schur solver")
         if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
@@ -173,7 +182,8 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         if cfg.linear_solver == "dense":
             return linear_solvers.dense_solve(graph, lins, x, g, lam, cfg.min_diag, scaled=marquardt), jnp.array(0)
         if cfg.linear_solver == "sparse":
-            return linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.damping), jnp.array(0)
+            return (linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.damping, cfg.sparse_backend),
+                    jnp.array(0))
         if cfg.linear_solver == "schur":
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters,

@@ -10,43 +10,51 @@ structural work once for a sparsity pattern:
   out of the system: their step is zero);
 * the lower triangle of ``H`` in compressed-column form, and a sparse scatter
   matrix taking the concatenated factor blocks to its values (duplicates summed);
-* CHOLMOD's symbolic analysis (fill-reducing ordering, supernodal structure)
-  through CVXOPT's ``cholmod.symbolic``.
+* with the ``cholmod`` backend, CHOLMOD's symbolic analysis (fill-reducing
+  ordering, supernodal structure) through CVXOPT's ``cholmod.symbolic``.
 
-Each solve is then a scatter (one sparse mat-vec), the damping on the diagonal,
-CHOLMOD's numeric supernodal factorisation (``cholmod.numeric``) and two
-triangular solves.  ``system_for`` keeps the last few systems keyed by their
-pattern (the factors' state columns, which factors are live, which entries are
-free), so a graph whose structure changes (the online global graph growing) is
-re-analysed only when it does.
+Each solve is then a scatter (one sparse mat-vec), the damping on the diagonal and
+the factorisation: with ``cholmod``, CHOLMOD's numeric supernodal factorisation
+(``cholmod.numeric``) and two triangular solves; with ``cholespy``, ordering,
+analysis and factorisation of the lower triangle from scratch (exact-zero entries
+left out).  Which backend runs is decided by ``optimization.sparse_backend``
+(CVXOPT is GPL: it is used when installed, never required).  ``system_for``
+keeps the last few systems keyed by their pattern (the factors' state columns,
+which factors are live, which entries are free) and backend, so a graph whose
+structure changes (the online global graph growing) is re-analysed only when it
+does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 import scipy.sparse as sp
-import cvxopt
-import cvxopt.cholmod as cholmod
+
+from dsg_jit_ros.optimization import sparse_backend
 
 DAMPING_MODES = ("marquardt", "identity")
 _CACHE_SIZE = 8
 
 
 class BlockSystem:
-    """Sparsity pattern, scatter map and symbolic factorisation of one block system.
+    """Sparsity pattern, scatter map and (``cholmod``) symbolic factorisation of one block system.
 
     Args:
       n: state size.
       free: (n,) bool, entries that take part in the solve.
       columns: per batch, (cap, D) int state columns of each factor's block.
       live: per batch, (cap,) bool, factors that are used (padding is not).
+      backend: ``cholmod`` or ``cholespy`` (SparseBackendUnavailable if it does not
+        import), or ``auto`` (``sparse_backend.resolve``); the one used is ``self.backend``.
     """
 
-    def __init__(self, n: int, free: np.ndarray, columns, live) -> None:
+    def __init__(self, n: int, free: np.ndarray, columns, live, backend: str = "auto") -> None:
+        self.backend = backend if backend in sparse_backend.BACKENDS else sparse_backend.resolve(backend)
+        self._solver = sparse_backend.load(self.backend)
         free = np.asarray(free, dtype=bool).reshape(n)
         self.n = n
         self.free_index = np.flatnonzero(free)
@@ -78,16 +86,24 @@ class BlockSystem:
         indptr[src + 1] = 1
         self._gather = sp.csr_matrix((np.ones(n_src), inverse[:n_src], np.cumsum(indptr)),
                                      shape=(offset, self.nnz))
-        self.rows = (unique % nf).astype(np.int64)
+        self.rows = (unique % nf).astype(np.int64)  # compressed-column order of the lower triangle
         self.cols = (unique // nf).astype(np.int64)
+        self.colptr = np.concatenate([[0], np.cumsum(np.bincount(self.cols, minlength=nf))])
         self.diag_pos = inverse[n_src:]
-        self.matrix = cvxopt.spmatrix(
-            cvxopt.matrix(np.where(self.rows == self.cols, 1.0, 0.0)),
-            cvxopt.matrix(self.rows), cvxopt.matrix(self.cols), (nf, nf),
-        )
-        self.symbolic = cholmod.symbolic(self.matrix, uplo="L")
         self.lock = threading.Lock()
         self.factorizations = 0
+        self.matrix = self.symbolic = None
+        if self.backend == "cholmod":
+            import cvxopt  # imports: sparse_backend.load checked it
+
+            self._cvxopt = cvxopt
+            self.matrix = cvxopt.spmatrix(
+                cvxopt.matrix(np.where(self.rows == self.cols, 1.0, 0.0)),
+                cvxopt.matrix(self.rows), cvxopt.matrix(self.cols), (nf, nf),
+            )
+            self.symbolic = self._solver.symbolic(self.matrix, uplo="L")
+        else:
+            self._rows32, self._cols32 = self.rows.astype(np.int32), self.cols.astype(np.int32)
 
     def lower_values(self, blocks) -> np.ndarray:
         """Values of H's lower triangle (compressed-column order) from the raveled blocks."""
@@ -116,18 +132,45 @@ class BlockSystem:
         out = np.zeros(self.n)
         if self.nf == 0:
             return out
-        b = cvxopt.matrix(np.ascontiguousarray(np.asarray(rhs, dtype=np.float64)[self.free_index]))
+        b = np.ascontiguousarray(np.asarray(rhs, dtype=np.float64)[self.free_index])
+        solution = (self._solve_cholmod if self.backend == "cholmod" else self._solve_cholespy)(values, b)
+        if solution is None:
+            out[self.free_index] = np.nan
+            return out
+        with _systems_lock:
+            runs[self.backend] += 1
+        out[self.free_index] = solution
+        return out
+
+    def _solve_cholmod(self, values: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """Numeric refactorisation on the stored analysis, solve; None if not positive definite."""
+        cvxopt, cholmod = self._cvxopt, self._solver
+        b = cvxopt.matrix(b)
         with self.lock:
             self.matrix.V = cvxopt.matrix(values)
             try:
                 cholmod.numeric(self.matrix, self.symbolic)
             except ArithmeticError:
-                out[self.free_index] = np.nan
-                return out
+                return None
             self.factorizations += 1
             cholmod.solve(self.symbolic, b)
-        out[self.free_index] = np.asarray(b).ravel()
-        return out
+        return np.asarray(b).ravel()
+
+    def _solve_cholespy(self, values: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """cholespy on the lower triangle from scratch (ordering, analysis, factorisation),
+        exact-zero entries left out; None if not positive definite."""
+        cholespy = self._solver
+        keep = values != 0.0
+        try:
+            factor = cholespy.CholeskySolverD(self.nf, self._rows32[keep], self._cols32[keep],
+                                              np.ascontiguousarray(values[keep]), cholespy.MatrixType.COO)
+        except ValueError:  # "Matrix is not positive definite!"
+            return None
+        x = np.zeros(self.nf)
+        factor.solve(b, x)
+        with self.lock:
+            self.factorizations += 1
+        return x
 
     def solve(self, blocks, lam: float, rhs: np.ndarray, mode: str = "marquardt",
               min_diag: float = 1e-6) -> np.ndarray:
@@ -137,7 +180,8 @@ class BlockSystem:
 
 _systems: OrderedDict[bytes, tuple] = OrderedDict()
 _systems_lock = threading.Lock()
-analyses = 0  # symbolic analyses done by ``system_for`` (tests count them)
+analyses = 0  # patterns analysed by ``system_for`` (tests count them)
+runs: Counter[str] = Counter()  # successful factorisations per backend (what ran: benches record it)
 
 
 def _pattern_arrays(n: int, free, columns, live) -> list[np.ndarray]:
@@ -150,10 +194,12 @@ def _pattern_arrays(n: int, free, columns, live) -> list[np.ndarray]:
     return arrays
 
 
-def system_for(n: int, free, columns, live) -> BlockSystem:
-    """The ``BlockSystem`` of this pattern: cached (exact match), else analysed anew."""
+def system_for(n: int, free, columns, live, backend: str = "auto") -> BlockSystem:
+    """The ``BlockSystem`` of this pattern and backend: cached (exact match), else analysed anew."""
     global analyses
-    arrays = _pattern_arrays(n, free, columns, live)
+    if backend not in sparse_backend.BACKENDS:
+        backend = sparse_backend.resolve(backend)
+    arrays = [np.frombuffer(backend.encode(), dtype=np.uint8)] + _pattern_arrays(n, free, columns, live)
     digest = hashlib.blake2b(b"".join(a.tobytes() for a in arrays), digest_size=20).digest()
     with _systems_lock:
         hit = _systems.get(digest)
@@ -161,7 +207,7 @@ def system_for(n: int, free, columns, live) -> BlockSystem:
                 np.array_equal(a, b) for a, b in zip(hit[0], arrays)):
             _systems.move_to_end(digest)
             return hit[1]
-    system = BlockSystem(n, free, columns, live)
+    system = BlockSystem(n, free, columns, live, backend)
     with _systems_lock:
         analyses += 1
         _systems[digest] = (arrays, system)
