@@ -3,7 +3,8 @@
 Timing convention: ``compile_s`` is JAX tracing + XLA compilation of the jitted
 LM (ahead of time, ``solve.lower(...).compile()``); ``solve_s`` is the median
 wall time of calls of that compiled executable, results blocked on, so compile
-time is excluded.  GTSAM times are medians of ``optimize()`` on a new optimizer.
+time is excluded.  The sparse solver's symbolic analysis is not: its cache is
+cleared before every timed call.  GTSAM times are medians of ``optimize()`` on a new optimizer.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import jax
 import numpy as np
 
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.optimization import sparse_cholesky
+from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS, ENV_VAR as SPARSE_BACKEND_ENV
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 
 #: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else the
-#: host sparse LU (PCG with block-Jacobi does not converge on parking-garage).
+#: host sparse Cholesky (PCG with block-Jacobi does not converge on parking-garage).
 AUTO_DENSE_MAX_DIM = 3000
 
 
@@ -39,6 +42,14 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-init", type=float, default=None, help="LMConfig.lambda_init")
     parser.add_argument("--rel-tol", type=float, default=None, help="LMConfig.rel_tol (GTSAM uses it too)")
     parser.add_argument("--abs-tol", type=float, default=None, help="LMConfig.abs_tol (GTSAM uses it too)")
+    parser.add_argument("--damping", choices=("marquardt", "identity"), default=None,
+                        help="LMConfig.damping: lam max(diag H, min_diag) or lam I (GTSAM's default)")
+    parser.add_argument("--flat-rejection-stop", choices=("on", "off"), default=None,
+                        help="LMConfig.stop_on_flat_rejection: a rejected try within rel_tol of the cost "
+                             "ends the solve (GTSAM's rule)")
+    parser.add_argument("--sparse-backend", choices=SPARSE_BACKENDS, default=None,
+                        help="LMConfig.sparse_backend: host sparse Cholesky of --solver sparse (auto: "
+                             "DSG_JIT_ROS_SPARSE_BACKEND, else cholmod when cvxopt imports, else cholespy)")
     parser.add_argument("--no-gtsam", action="store_true", help="skip the GTSAM run")
     parser.add_argument("--cache", default=None,
                         help="persistent compilation cache directory (compile_s then measures a warm start)")
@@ -64,6 +75,8 @@ def lm_config(args: argparse.Namespace, linear_solver: str) -> LMConfig:
     overrides = {
         "max_iters": args.max_iters, "pcg_tol": args.pcg_tol, "pcg_max_iters": args.pcg_max_iters,
         "lambda_init": args.lambda_init, "rel_tol": args.rel_tol, "abs_tol": args.abs_tol,
+        "damping": args.damping, "sparse_backend": args.sparse_backend,
+        "stop_on_flat_rejection": None if args.flat_rejection_stop is None else args.flat_rejection_stop == "on",
     }
     return LMConfig(linear_solver=linear_solver, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -91,16 +104,21 @@ def median_timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, list[
 
 
 def run_ours(fg, x0, cfg: LMConfig, repeats: int) -> dict[str, Any]:
-    """Compile our LM ahead of time, then time ``repeats`` solves; returns result + timings."""
+    """Compile our LM ahead of time, then time ``repeats`` solves; returns result + timings
+    and ``sparse_backend``, the host sparse Cholesky that ran (None: none did)."""
     compiled, compile_s = timed(lambda: solve.lower(fg, x0, cfg=cfg).compile())
+    runs_before = dict(sparse_cholesky.runs)
 
     def once():
+        sparse_cholesky.clear_cache()  # each run analyses its sparsity anew, as GTSAM's optimizer orders anew
         res = compiled(fg, x0)
         jax.block_until_ready(res)
         return res
 
     res, solve_s, times = median_timed(once, repeats)
-    return {"result": res, "compile_s": compile_s, "solve_s": solve_s, "solve_runs_s": times}
+    ran = sorted(b for b, k in sparse_cholesky.runs.items() if k != runs_before.get(b, 0))
+    return {"result": res, "compile_s": compile_s, "solve_s": solve_s, "solve_runs_s": times,
+            "sparse_backend": ",".join(ran) or None}
 
 
 def ours_record(res) -> dict[str, Any]:
@@ -188,7 +206,8 @@ def environment() -> dict[str, Any]:
     when OpenBLAS may start its own threads next to XLA's; run with
     ``OPENBLAS_NUM_THREADS=1`` to avoid the oversubscription.
     """
-    return {"openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": os.cpu_count()}
+    return {"openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": os.cpu_count(),
+            "sparse_backend_env": os.environ.get(SPARSE_BACKEND_ENV)}
 
 
 def emit(record: dict[str, Any]) -> None:

@@ -4,7 +4,9 @@ Usage::
 
     python bench/posegraph.py FILE.g2o [--init chordal|odometry] [--solver dense|pcg|sparse|schur|auto]
                               [--repeats 3] [--pcg-tol T] [--pcg-max-iters K] [--max-iters K]
-                              [--lambda-init L] [--rel-tol R] [--no-gtsam]
+                              [--lambda-init L] [--rel-tol R] [--damping identity|marquardt]
+                              [--flat-rejection-stop on|off] [--sparse-backend auto|cholmod|cholespy]
+                              [--no-gtsam]
                               [--missing-vertices error|compose] [--repair-information nearest_pd|isotropic]
 
 Prints one JSON object per line: first GTSAM's run, then ours.  Errors are GTSAM's
@@ -12,6 +14,13 @@ Prints one JSON object per line: first GTSAM's run, then ours.  Errors are GTSAM
 the same poses (the file's, or our chordal initialisation) and anchor pose row 0
 with an isotropic prior of sigma 1e-6.  ``gtsam_error_at_ours`` is GTSAM's
 ``graph.error`` evaluated at our solution (cross-check of our objective).
+Both run GTSAM's LM strategy by default: damping ``lam * I`` (``--damping
+identity``) and the stop on a rejected try that changes the error by less than
+the relative tolerance (``--flat-rejection-stop on``); ``lm_overrides`` in our
+JSON line lists the settings that differ from ``LMConfig``'s defaults;
+``sparse_backend`` names the host sparse Cholesky that ran (``cholmod``: CHOLMOD
+through CVXOPT, analysed once; ``cholespy``: from scratch per solve; null when the
+solver is not ``sparse``).
 
 2D files (``VERTEX_SE2``/``EDGE_SE2``) are solved by GTSAM as ``Pose2`` /
 ``BetweenFactorPose2`` (``readG2o(path, is3D=False)``) and by us as planar SE(3)
@@ -63,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--init", choices=("odometry", "chordal"), default="odometry",
                         help="start from the file's poses or from chordal initialisation")
     add_lm_arguments(parser)
+    parser.set_defaults(damping="identity", flat_rejection_stop="on")  # GTSAM's LM, as run beside it
     return parser.parse_args(argv)
 
 
@@ -108,7 +118,8 @@ def bench_ours(args, pg: PoseGraph, poses: np.ndarray) -> tuple[dict, dict]:
     cfg = lm_config(args, choose_linear_solver(args.solver, x0.shape[0]))
     run = run_ours(fg, x0, cfg, args.repeats)
     record = {
-        "solver": "dsg_jit_ros", "linear_solver": cfg.linear_solver, "lm_overrides": cfg_overrides(cfg),
+        "solver": "dsg_jit_ros", "linear_solver": cfg.linear_solver, "sparse_backend": run["sparse_backend"],
+        "lm_overrides": cfg_overrides(cfg),
         **ours_record(run["result"]), "solve_s": run["solve_s"], "solve_runs_s": run["solve_runs_s"],
         "compile_s": run["compile_s"], "build_s": build_s + pack_s + fg_s, "state_dim": int(x0.shape[0]),
     }

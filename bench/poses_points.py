@@ -192,7 +192,8 @@ def main(argv=None) -> None:
     ours_run = run_ours(fg, x0, cfg, args.repeats)
     res = ours_run["result"]
     x = np.asarray(res.x)
-    ours = {"solver": "dsg_jit_ros", **base, "linear_solver": cfg.linear_solver, "lm_overrides": cfg_overrides(cfg),
+    ours = {"solver": "dsg_jit_ros", **base, "linear_solver": cfg.linear_solver,
+            "sparse_backend": ours_run["sparse_backend"], "lm_overrides": cfg_overrides(cfg),
             **ours_record(res), "solve_s": ours_run["solve_s"], "solve_runs_s": ours_run["solve_runs_s"],
             "compile_s": ours_run["compile_s"], "build_s": build_s + pack_s, "state_dim": int(x0.shape[0]),
             **accuracy(data, x[state_rows(index, pids)], x[state_rows(index, lids)])}

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from dsg_jit_ros.optimization.solvers import LMConfig
 from dsg_jit_ros.ros.params import PARAMS, ParameterError, build_configs
 
 
@@ -68,7 +69,10 @@ RENAMED = {  # flattened field path then -> now (the field now has its parameter
     "pipeline:loop.loop_sigma_rotation": "pipeline:loop.sigma_rotation",
 }  # NodeConfig.reliable_inputs is now a property of the new field input_reliability
 ADDED_NODE_FIELDS = {"input_reliability", "sensor_extrinsic", "autostart"}  # each one parameter's value
-ADDED_PIPELINE_FIELDS = {"loop.drift_rotation_per_metre"}  # parameters declared after the dump
+# LMConfig options added since (no parameter fills them): the window's solver keeps LMConfig's defaults
+ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection", "sparse_backend"}
+ADDED_PARAMS = {"loop.drift_rotation_per_metre"}  # parameters declared after the dump (field path = name)
+ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS
 CHANGED_DEFAULTS = {"loop.kernel_scale": "loop.kernel_scale"}  # pipeline field -> parameter whose default changed
 
 
@@ -103,7 +107,10 @@ def test_configs_equal_those_of_the_hand_written_mapping(case):
         expected = {RENAMED.get(f"{part}:{k}", f"{part}:{k}").split(":", 1)[1]: v for k, v in before[part].items()}
         added = set(now) - {k for k in expected if k in now}
         assert added == (ADDED_NODE_FIELDS if part == "node" else ADDED_PIPELINE_FIELDS), added
-        for name in added:  # the field path is the parameter's name
+        for name in added:
+            if part == "pipeline" and name not in ADDED_PARAMS:
+                assert now[name] == getattr(LMConfig(), name.rpartition(".")[2]), name
+                continue
             assert now[name] == (list(values[name]) if isinstance(values[name], tuple) else values[name])
         if part == "pipeline":
             for key, param in CHANGED_DEFAULTS.items():

@@ -117,6 +117,63 @@ def test_lm_dense_schur_and_pcg_reach_the_same_optimum():
         np.testing.assert_allclose(r.x, dense.x, atol=1e-6, err_msg=name)
 
 
+def test_identity_damping_reaches_the_same_optimum_with_every_solver():
+    """GTSAM's ``lam * I`` damping (and its stop on a flat rejected try) with the dense,
+    PCG and sparse solvers: the Marquardt-damped dense optimum, no more iterations."""
+    wm, _, _ = chain_model(30, 0.3)
+    x0, _ = wm.pack_state()
+    ref = solve(wm.fg, x0, cfg=LMConfig(linear_solver="dense"))
+    assert bool(ref.converged)
+    for name in ("dense", "pcg", "sparse"):
+        cfg = LMConfig(linear_solver=name, damping="identity", stop_on_flat_rejection=True)
+        r = solve(wm.fg, x0, cfg=cfg)
+        assert bool(r.converged), name
+        assert float(r.cost) == pytest.approx(float(ref.cost), rel=1e-9), name
+        np.testing.assert_allclose(r.x, ref.x, atol=1e-6, err_msg=name)
+        assert int(r.iterations) <= int(ref.iterations), name
+    with pytest.raises(ValueError, match="damping"):
+        LMConfig(damping="levenberg")
+    with pytest.raises(ValueError, match="schur"):
+        LMConfig(linear_solver="schur", damping="identity")
+
+
+@pytest.mark.parametrize("backend", ["cholmod", "cholespy"])
+def test_sparse_solver_reaches_the_dense_optimum_with_each_backend(backend):
+    """LM with the host sparse Cholesky forced to each backend (both are installed
+    where the tests run) equals the dense LM, and the backend asked for is the one
+    that ran."""
+    from dsg_jit_ros.optimization import sparse_cholesky
+
+    wm, _, _ = chain_model(30, 0.3)
+    x0, _ = wm.pack_state()
+    ref = solve(wm.fg, x0, cfg=LMConfig(linear_solver="dense"))
+    runs = dict(sparse_cholesky.runs)
+    r = solve(wm.fg, x0, cfg=LMConfig(linear_solver="sparse", sparse_backend=backend))
+    jax.block_until_ready(r)
+    assert bool(r.converged)
+    assert float(r.cost) == pytest.approx(float(ref.cost), rel=1e-9)
+    np.testing.assert_allclose(r.x, ref.x, atol=1e-6)
+    assert int(r.iterations) == int(ref.iterations)
+    ran = {b for b in sparse_cholesky.runs if sparse_cholesky.runs[b] != runs.get(b, 0)}
+    assert ran == {backend}
+
+
+def test_lm_with_an_unavailable_sparse_backend_is_a_clear_error(monkeypatch):
+    import sys
+
+    from dsg_jit_ros.optimization.sparse_backend import SparseBackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "cvxopt", None)  # as if cvxopt were not installed
+    monkeypatch.setitem(sys.modules, "cvxopt.cholmod", None)
+    wm, _, _ = chain_model(5, 0.1)
+    x0, _ = wm.pack_state()
+    cfg = LMConfig(linear_solver="sparse", sparse_backend="cholmod", max_iters=7)  # a trace of its own
+    with pytest.raises(SparseBackendUnavailable, match=r"'cholmod' is not available.*pip install cvxopt==1\.3\.3"):
+        solve(wm.fg, x0, cfg=cfg)
+    with pytest.raises(ValueError, match="sparse_backend"):
+        LMConfig(sparse_backend="superlu")
+
+
 def learnable_model():
     """2 poses + 2 points, learnable odometry and body-frame observations."""
     wm = WorldModel()

@@ -6,9 +6,13 @@
 ``pcg``:   preconditioned conjugate gradients with block-Jacobi preconditioner,
            Hessian-vector products through the per-factor Jacobians (large pose
            graphs; memory linear in the number of factors).
-``sparse``: host sparse Cholesky (cholespy, CHOLMOD-based) via ``pure_callback``:
-           the direct path for large pose graphs (not differentiable).
-``D`` is Marquardt's scaling: the Hessian's diagonal, floored at ``min_diag``.
+``sparse``: host sparse Cholesky via ``pure_callback``: the direct path for large
+           pose graphs (not differentiable).  Backend (``sparse_backend``):
+           CHOLMOD through CVXOPT when installed (symbolic analysis once per
+           sparsity pattern, numeric factorisation per solve), else cholespy
+           (factorised from scratch per solve).
+``D`` is Marquardt's scaling, the Hessian's diagonal floored at ``min_diag``
+(``LMConfig.damping = "marquardt"``), or the identity (``"identity"``, GTSAM's).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import cholespy
 
 from dsg_jit_ros.optimization import linearize as lin_mod
+from dsg_jit_ros.optimization import sparse_backend, sparse_cholesky
 from dsg_jit_ros.optimization.point_schur import point_schur_plan, point_schur_system
 from dsg_jit_ros.world.graph import FactorGraph
 
 LINEAR_SOLVERS = ("dense", "pcg", "schur", "sparse")
+DAMPING_MODES = sparse_cholesky.DAMPING_MODES  # "marquardt": lam max(diag H, min_diag); "identity": lam I
 
 
 def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bool = True):
@@ -36,11 +41,15 @@ def dense_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, scaled: bo
     return step
 
 
-def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, max_iters: int):
-    """Damped Newton step by block-Jacobi PCG; returns (step, iterations)."""
+def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, max_iters: int,
+              scaled: bool = True):
+    """Damped Newton step by block-Jacobi PCG; returns (step, iterations).
+    ``scaled``: Marquardt damping ``lam max(diag H, min_diag)``, else ``lam I``."""
     layout = graph.layout
     diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
     dvec = layout.join([jnp.maximum(jnp.diagonal(hb, axis1=1, axis2=2), min_diag) for hb in diag_blocks])
+    if not scaled:
+        dvec = jnp.ones_like(dvec)
     damp_blocks = layout.split(lam * dvec)
     inv_blocks = [
         jnp.linalg.inv(hb + jax.vmap(jnp.diag)(db)) for hb, db in zip(diag_blocks, damp_blocks)
@@ -191,37 +200,36 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     return back(jax.scipy.linalg.cho_solve((chol, True), rhs))
 
 
-def _host_sparse_solve(n: int, diag: np.ndarray, rhs: np.ndarray, *triplets) -> np.ndarray:
-    """Sparse Cholesky (cholespy: CHOLMOD with its fill-reducing ordering) of the
-    matrix given as COO blocks plus a diagonal (duplicates are summed); solve."""
-    idx, blocks = triplets[0::2], triplets[1::2]
-    rows = [np.repeat(i[:, :, None], i.shape[1], axis=2).ravel() for i in idx]
-    cols = [np.repeat(i[:, None, :], i.shape[1], axis=1).ravel() for i in idx]
-    vals = [np.asarray(v, dtype=np.float64).ravel() for v in blocks]
-    diag_idx = np.arange(n)
-    rows = np.concatenate(rows + [diag_idx])
-    cols = np.concatenate(cols + [diag_idx])
-    vals = np.concatenate(vals + [np.asarray(diag, dtype=np.float64)])
-    # the unused (padded) factor slots of a fixed-capacity graph contribute exact zeros:
-    # leaving them out keeps the factorisation's cost with the live graph
-    live = vals != 0.0
-    factor = cholespy.CholeskySolverD(n, rows[live].astype(np.int32), cols[live].astype(np.int32), vals[live],
-                                      cholespy.MatrixType.COO)
-    out = np.zeros(n)
-    factor.solve(np.array(rhs, dtype=np.float64, order="C", copy=True), out)  # writable copy
+def _host_sparse_solve(n: int, n_batches: int, damping: str, min_diag: float, backend: str,
+                       free, lam, rhs, *arrays) -> np.ndarray:
+    """Host side of ``sparse_solve``: the cached ``BlockSystem`` of this pattern and
+    backend (analysed on first sight), numeric factorisation, solve."""
+    columns = arrays[:n_batches]
+    live = arrays[n_batches:2 * n_batches]
+    blocks = arrays[2 * n_batches:]
+    system = sparse_cholesky.system_for(n, free, columns, live, backend)
+    out = system.solve(blocks, float(lam), rhs, damping, min_diag)
     return out.astype(rhs.dtype)
 
 
-def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
-    """Damped Newton step by a host sparse Cholesky (cholespy) through a callback.
+def sparse_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, damping: str = "marquardt",
+                 backend: str = "auto"):
+    """Damped Newton step by a host sparse Cholesky through a callback.
 
     The direct path for large pose graphs where block-Jacobi PCG converges too
-    slowly (parking-garage); not differentiable (use it inside LM only).
+    slowly (parking-garage); not differentiable (use it inside LM only).  The
+    sparsity pattern is worked out once and reused by every later solve with that
+    pattern (``optimization.sparse_cholesky``); with the ``cholmod`` backend so is
+    the symbolic analysis, and each iteration pays only the numeric factorisation.
+    ``backend`` (``auto``/``cholmod``/``cholespy``) is resolved here, at trace
+    time (``sparse_backend.resolve``: an unavailable named backend raises).
     """
-    layout = graph.layout
-    diag_blocks = lin_mod.hessian_diagonal_blocks(graph, lins, x)
-    hdiag = layout.join([jnp.diagonal(hb, axis1=1, axis2=2) for hb in diag_blocks])
-    diag = lin_mod.fixed_dofs(graph, x.dtype) + lam * jnp.maximum(hdiag, min_diag)
-    flat = [a for pair in lin_mod.hessian_blocks(graph, lins) for a in pair]
-    callback = functools.partial(_host_sparse_solve, graph.state_size)
-    return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype), diag, -g, *flat)
+    backend = sparse_backend.resolve(backend)
+    pairs = lin_mod.hessian_blocks(graph, lins)
+    columns = [p[0] for p in pairs]
+    blocks = [p[1] for p in pairs]
+    live = [b.mask for b in graph.batches]
+    free = jnp.concatenate([m.reshape(-1) for m in graph.dof_masks])
+    callback = functools.partial(_host_sparse_solve, graph.state_size, len(pairs), damping, float(min_diag), backend)
+    return jax.pure_callback(callback, jax.ShapeDtypeStruct(g.shape, g.dtype),
+                             free, jnp.asarray(lam, g.dtype), -g, *columns, *live, *blocks)

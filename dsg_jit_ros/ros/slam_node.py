@@ -60,6 +60,7 @@ from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
 from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
 from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization import sparse_backend
 from dsg_jit_ros.ros import convert
 from dsg_jit_ros.ros.params import ParameterError, arguments_error, build_configs, check_overrides, declare_and_read
 
@@ -122,6 +123,14 @@ class SlamNode(LifecycleNode):
             self._configure_error = str(err)
             self.get_logger().error(f"cannot configure: {err}")
             return TransitionCallbackReturn.FAILURE
+        if pipeline_cfg.loop.enabled:  # the global graph's solve runs the host sparse Cholesky
+            try:
+                backend = sparse_backend.resolve()  # DSG_JIT_ROS_SPARSE_BACKEND, else what imports
+            except (ImportError, ValueError) as err:  # a backend named there that is not installed
+                self._configure_error = str(err)
+                self.get_logger().error(f"cannot configure: {err}")
+                return TransitionCallbackReturn.FAILURE
+            self.get_logger().info(f"global graph: sparse Cholesky backend {sparse_backend.describe(backend)}")
         try:
             self.pipeline = SlamPipeline(pipeline_cfg, background_loops=True)  # reads map_file
         except ValueError as err:  # MapFileError, or a map that does not fit the parameters
