@@ -6,22 +6,13 @@ import yaml
 
 from conftest import REPO
 from dsg_jit_ros.optimization.solvers import LMConfig
+from dsg_jit_ros.param_files import flatten
 from dsg_jit_ros.ros.params import PARAMS, ParameterError, build_configs
-
-
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def test_params_yaml_matches_the_declared_parameters():
     doc = yaml.safe_load((REPO / "config" / "params.yaml").read_text())
-    values = _flatten(doc["/**"]["ros__parameters"])
+    values = flatten(doc["/**"]["ros__parameters"])
     assert set(values) == {s.name for s in PARAMS}
     for spec in PARAMS:
         assert values[spec.name] == spec.default, spec.name
@@ -73,7 +64,8 @@ ADDED_NODE_FIELDS = {"input_reliability", "sensor_extrinsic", "autostart"}  # ea
 ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection", "sparse_backend"}
 ADDED_PARAMS = {"loop.drift_rotation_per_metre"}  # parameters declared after the dump (field path = name)
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS
-CHANGED_DEFAULTS = {"loop.kernel_scale": "loop.kernel_scale"}  # pipeline field -> parameter whose default changed
+# pipeline field -> parameter whose default or shipped value changed since the dump (planar_laser.yaml: loop closure on)
+CHANGED_DEFAULTS = {"loop.kernel_scale": "loop.kernel_scale", "loop.enabled": "loop.enabled"}
 
 
 def _flat_config(obj, prefix=""):
