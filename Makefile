@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/poses_points.py --poses 100 --points 1000 --obs 20000
 	$(PY) bench/node_latency.py --windows 20
 	$(PY) bench/global_graph.py --nodes 1000
+	$(PY) bench/loop_latency.py
 
 # accuracy vs odometry and the library baseline (small_gicp, from bench/requirements-bench.txt);
 # map pictures in out/accuracy/.  About 25 min on 2 cores.

@@ -1,0 +1,77 @@
+"""Window latency with the loop thread running (issue 8 target: keyframe p95 up by <= 10 %).
+
+The ring corridor of ``test/test_loop_closure.py`` (``tools.ring_world``: a bare north
+corridor where the front end drifts, 1.3 laps) replayed through ``SlamPipeline`` in the
+node's mode (``background_loops=True``: candidates, verification and the global solve in
+a thread of their own) with the shipped planar-laser parameters, loop closure on and
+off, in the same process.  Latency = wall time of ``add_cloud`` on the calls that make a
+keyframe (what the node spends before publishing), in ms.  Prints one JSON line: p50 /
+p95 / max for each setting, their ratio (on / off) and the loops closed.  The replay is
+as fast as the pipeline runs (no 10 Hz pacing), so the loop thread competes harder for
+the cores than at real time: an upper bound.
+
+    .venv/bin/python bench/loop_latency.py [--laps 1.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import dsg_jit_ros  # noqa: E402,F401  (float64)
+from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
+from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
+from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig  # noqa: E402
+from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring  # noqa: E402
+
+
+def keyframe_latency(data, loops: bool) -> tuple[np.ndarray, int]:
+    """(ms of each keyframe-making ``add_cloud``, loops closed) for one replay."""
+    stamps, odom, scans = data
+    cfg = load_pipeline_config(REPO / "config" / "planar_laser.yaml", overrides=[f"loop.enabled={str(loops).lower()}"])
+    pipe = SlamPipeline(cfg, background_loops=True)
+    pipe.warm_up()
+    if loops:
+        pipe.graph_ready.wait(600)  # the graph's solve compiles after the window's (as in the node)
+    ms = []
+    for t, o, c in zip(stamps, odom, scans):
+        pipe.add_odometry(t, o)
+        before = pipe.keyframes
+        start = time.perf_counter()
+        pipe.add_cloud(t, c)
+        if pipe.keyframes > before:
+            ms.append(1000.0 * (time.perf_counter() - start))
+    pipe.finish()
+    closed = int(pipe.loop_counts()["loop_closures"])
+    pipe.close()
+    return np.array(ms), closed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--laps", type=float, default=1.3)
+    args = parser.parse_args(argv)
+    ring = RingConfig(length=40.0, width=14.0, alcove_spacing=10.0, pillars=3, bare_north=True, laps=args.laps)
+    stamps, _, odom, scans = simulate_ring(ring, laser=PlanarLaserConfig(max_range=10.0))
+    row = {"bench": "loop_latency", "laps": args.laps, "scans": len(stamps)}
+    for loops in (False, True):
+        ms, closed = keyframe_latency((stamps, odom, scans), loops)
+        key = "loops_on" if loops else "loops_off"
+        row[key] = {"keyframes": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+                    "p95_ms": round(float(np.percentile(ms, 95)), 1), "max_ms": round(float(ms.max()), 1),
+                    "loops_closed": closed}
+    row["p95_ratio_on_off"] = round(row["loops_on"]["p95_ms"] / row["loops_off"]["p95_ms"], 2)
+    row["p50_ratio_on_off"] = round(row["loops_on"]["p50_ms"] / row["loops_off"]["p50_ms"], 2)
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
