@@ -48,13 +48,19 @@ def random_blocks(rng, columns):
     return out
 
 
-def oracle_solve(n, free, columns, live, blocks, lam, rhs, mode, min_diag=1e-6):
-    """Dense assembly by loops, damping, restriction to free entries, scipy spsolve."""
+def dense_hessian(n, columns, live, blocks):
+    """(n, n) sum of the live blocks at their columns, assembled by loops."""
     h = np.zeros((n, n))
     for cols, used, blk in zip(columns, live, blocks):
         for c, u, b in zip(cols, used, blk):
             if u:
                 h[np.ix_(c, c)] += b
+    return h
+
+
+def oracle_solve(n, free, columns, live, blocks, lam, rhs, mode, min_diag=1e-6):
+    """Dense assembly by loops, damping, restriction to free entries, scipy spsolve."""
+    h = dense_hessian(n, columns, live, blocks)
     idx = np.flatnonzero(free)
     h = h[np.ix_(idx, idx)]
     d = np.maximum(np.diag(h), min_diag) if mode == "marquardt" else np.ones(idx.size)
@@ -118,11 +124,7 @@ def test_matrix_is_the_assembled_lower_triangle(backend):
         np.testing.assert_array_equal(np.asarray(colptr).ravel(), system.colptr)
     blocks = random_blocks(rng, columns)
     h = system.csc(system.lower_values(blocks)).toarray()
-    expected = np.zeros((n, n))
-    for cols, used, blk in zip(columns, live, blocks):
-        for c, u, b in zip(cols, used, blk):
-            if u:
-                expected[np.ix_(c, c)] += b
+    expected = dense_hessian(n, columns, live, blocks)
     idx = np.flatnonzero(free)
     np.testing.assert_allclose(h, expected[np.ix_(idx, idx)], rtol=1e-14, atol=1e-12)
 

@@ -109,10 +109,10 @@ class LoopConfig:
         return np.array([self.chain_sigma_translation + self.chain_translation_scale * travel] * 3
                         + [self.chain_sigma_rotation + self.chain_rotation_scale * turn] * 3)
 
-    def drift_radius(self, travelled: float) -> float:
-        """Bound (m) on the drift accumulated over ``travelled`` metres: candidates are
-        searched within it, and a loop's correction is gated by it."""
-        return self.search_radius + self.drift_per_metre * float(travelled)
+    def drift_radius(self, travelled):
+        """Bound (m) on the drift accumulated over ``travelled`` metres (a number or an
+        array): candidates are searched within it, and a loop's correction is gated by it."""
+        return self.search_radius + self.drift_per_metre * np.asarray(travelled, dtype=np.float64)
 
     def drift_angle(self, travelled: float) -> float:
         """Bound (rad) on the heading drift accumulated over ``travelled`` metres: a loop's

@@ -39,7 +39,6 @@ from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 
 LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while verifying
-LOOP_GATE_SIGMA = DRIFT_WINDOW_SIGMAS  # a verified correction may be this many prior sigmas
 SUBMAP_RADIUS = 5.0  # m: nodes of any pass this close to the candidate join its submap
 SCAN_KEYFRAMES = 5  # predecessors of the newest node added to its scan (0: its own voxels only)
 MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
@@ -77,7 +76,7 @@ def candidates(graph: GlobalGraph, newest: int, cfg: LoopConfig) -> list[int]:
     poses = graph.poses(older + [newest])
     dist = np.linalg.norm(poses[:-1, :3, 3] - poses[-1, :3, 3], axis=1)
     travelled = node.travelled - np.array([graph.nodes[i].travelled for i in older])
-    near = np.flatnonzero(dist <= cfg.search_radius + cfg.drift_per_metre * travelled)  # drift_radius, vectorised
+    near = np.flatnonzero(dist <= cfg.drift_radius(travelled))
     chosen: list[int] = []
     for k in near[np.argsort(dist[near], kind="stable")].tolist():
         if all(abs(older[k] - c) > cfg.submap_keyframes for c in chosen):
@@ -94,7 +93,7 @@ class LoopCloser:
         self.cfg = cfg
         self.voxel_size = float(voxel_size)
         self.surface = dataclasses.replace(surface, slide=np.inf)  # point-to-plane, as registration
-        self.registration = dataclasses.replace(registration, max_correction_sigma=LOOP_GATE_SIGMA,
+        self.registration = dataclasses.replace(registration, max_correction_sigma=DRIFT_WINDOW_SIGMAS,
                                                 degeneracy_ratio=0.0, min_matches=max(registration.min_matches, 20))
         self._last_try = -np.inf  # travelled (m) at the last attempt
         self._tries = 0  # attempts so far
@@ -158,11 +157,13 @@ class LoopCloser:
         around = [i for i in range(lo, hi) if graph.nodes[i].stamp <= stamp_new - cfg.min_interval]
         # plus the nodes of other passes near the candidate (a room seen for a minute)
         old = [i for i in range(graph.first, newer) if graph.nodes[i].stamp <= stamp_new - cfg.min_interval]
-        near_d = np.linalg.norm(graph.poses(old)[:, :3, 3] - t_older[:3, 3], axis=1)
+        old_poses = graph.poses(old)  # the submap's nodes are among these
+        near_d = np.linalg.norm(old_poses[:, :3, 3] - t_older[:3, 3], axis=1)
         extra = [old[k] for k in np.argsort(near_d, kind="stable") if near_d[k] <= SUBMAP_RADIUS]
         around = sorted(set(around) | set(extra[: 2 * m + 1]))
-        submap = placed_map([(graph.nodes[i].cells, t_older_inv @ p, t_older_inv @ p)
-                             for i, p in zip(around, graph.poses(around))], self.voxel_size)
+        pose_of = dict(zip(old, old_poses))
+        submap = placed_map([(graph.nodes[i].cells, t_older_inv @ pose_of[i], t_older_inv @ pose_of[i])
+                             for i in around], self.voxel_size)
         rows = np.arange(len(submap))
         target = SurfaceTarget.build(submap.keys, submap.means(), submap.surfaces(rows, self.surface), self.voxel_size)
         # the local scan: the newest node and its predecessors, in the newest node's frame
@@ -175,7 +176,7 @@ class LoopCloser:
         t_pred = t_older_inv @ t_newer  # the newest node in the candidate's frame
         travelled = graph.nodes[newer].travelled - graph.nodes[older].travelled
         radius = cfg.drift_radius(travelled)
-        prior = np.array([radius / LOOP_GATE_SIGMA] * 3 + [LOOP_PRIOR_ROTATION] * 3)
+        prior = np.array([radius / DRIFT_WINDOW_SIGMAS] * 3 + [LOOP_PRIOR_ROTATION] * 3)  # window = 3 sigma
         if len(target) < self.registration.min_matches or len(pts) < self.registration.min_matches:
             return LoopAttempt(older, newer, False, "few_matches")
         attempt = self._register(older, newer, pts, t_pred, t_pred, target, prior, graph.planar, 0.0)
