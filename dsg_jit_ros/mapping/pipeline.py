@@ -485,6 +485,15 @@ class SlamPipeline:
         return ("3D clouds: estimating full SE(3) poses",)
 
     def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
+        """One keyframe through the window; the loop thread holds back meanwhile."""
+        worker = self.global_map.worker
+        worker.window_busy()
+        try:
+            return self._solve_keyframe(cloud, t_odom_body)
+        finally:
+            worker.window_done()
+
+    def _solve_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
         notices = self._decide_planar(cloud.points)
         before = (self.window.dropped_capacity, self.window.dropped_points)
         stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
