@@ -65,7 +65,7 @@ ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection", "sparse_backend"}
 ADDED_PARAMS = {"loop.drift_rotation_per_metre"}  # parameters declared after the dump (field path = name)
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS
 # parameters whose default or shipped value changed since the dump (planar_laser.yaml: loop closure on)
-CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled"}
+CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled", "loop.min_overlap", "loop.max_rmse"}
 
 
 def _flat_config(obj, prefix=""):
