@@ -158,8 +158,11 @@ class SlidingWindow:
     def __init__(self, cfg: WindowConfig, planar: bool = False):
         self.cfg = cfg
         self.planar = bool(planar)
-        # compiled with room for a re-base's longer solve; the configured cap is passed as data
-        self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS))
+        # compiled with room for a re-base's longer solve; the configured cap is passed as data.
+        # A keyframe's solve is one or two iterations: linearising in each iteration beats
+        # carrying every factor's Jacobians through the loop (LMConfig.keep_linearization)
+        self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS),
+                                       keep_linearization=False)
         n = cfg.size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
