@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsg_jit_ros.world import weights
+from dsg_jit_ros.world.factor_index import FactorIndex
 from dsg_jit_ros.world.graph import (
     FactorBatch,
     FactorGraph,
@@ -139,6 +140,7 @@ class _Group(_SlotPool):
 
     def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity, isotropic=False):
         self.spec = spec
+        self.number = -1  # position among its model's batches (set by WorldModel)
         self.isotropic = bool(isotropic)
         self.arg_types = tuple(arg_types)
         self.param_shapes = dict(param_shapes)
@@ -213,6 +215,8 @@ class WorldModel:
         self._var_factors: dict[int, set[int]] = {}  # var id -> ids of its factors
         self._factors: dict[int, _Factor] = {}
         self._groups: dict[tuple, _Group] = {}
+        self._group_keys: list[tuple] = []  # batch number -> key (creation order)
+        self._index_by_id = FactorIndex()  # factor id -> (batch number, row), vectorised
         self._type_rank: dict[str, int] = {}
         self._next_var = 0
         self._next_factor = 0
@@ -436,6 +440,7 @@ class WorldModel:
         self._type_rank[f_type] = first_rank + m
         fids = np.arange(self._next_factor, self._next_factor + m)
         self._next_factor += m
+        self._index_by_id.add(fids, group.number, rows)
         var_factors = self._var_factors
         for fid, row, vids in zip(fids.tolist(), rows.tolist(), map(tuple, ids.tolist())):
             self._factors[fid] = _Factor(key, row, vids)
@@ -457,7 +462,9 @@ class WorldModel:
             examples = {k: np.zeros(v) for k, v in shapes.items()}
             d = self._residual_dim(spec, arg_types, examples)
             group = _Group(spec, arg_types, shapes, d, self._factor_capacity.get(spec.f_type, 0), isotropic)
+            group.number = len(self._group_keys)
             self._groups[key] = group
+            self._group_keys.append(key)
             self._graph = None
         return key, group
 
@@ -525,16 +532,11 @@ class WorldModel:
         ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1)
         if not ids.size:
             return
-        factors = self._factors
-        try:
-            recs = [factors[f] for f in ids.tolist()]
-        except KeyError as exc:
-            raise KeyError(f"unknown factor id {exc.args[0]}") from None
-        key = recs[0].group
-        if any(r.group != key for r in recs):
+        numbers, rows = self._index_by_id.lookup(ids)  # KeyError on an unknown id
+        if np.any(numbers != numbers[0]):
             raise ValueError("set_factors: all factors must be of one batch (type and signature)")
+        key = self._group_keys[int(numbers[0])]
         g = self._groups[key]
-        rows = np.fromiter((r.row for r in recs), dtype=np.int64, count=len(recs))
         for k, v in params.items():
             if k in weights.RESERVED_KEYS:
                 continue
@@ -557,6 +559,7 @@ class WorldModel:
         f = self._factor(factor_id)
         self._groups[f.group].release(f.row)
         del self._factors[int(factor_id)]
+        self._index_by_id.remove([int(factor_id)])
         for v in f.var_ids:
             self._var_factors[v].discard(int(factor_id))
         self._graph = None
@@ -576,6 +579,7 @@ class WorldModel:
                 var_factors[v].discard(fid)
         for key, rows in rows_by_group.items():
             self._groups[key].release_many(np.array(rows, dtype=np.int64))
+        self._index_by_id.remove(ids)
         self._graph = None
 
     def _factor(self, factor_id: int) -> _Factor:
