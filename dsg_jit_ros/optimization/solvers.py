@@ -74,6 +74,11 @@ class LMConfig:
     linearises at the top of every iteration instead and carries only the state:
     for solves of one or two iterations (the online window) the carried Jacobians
     cost more in buffer copies than the rare second linearisation.  Same results.
+    ``keep_factor`` (``schur`` solver only): the result's ``factor`` is the lower
+    Cholesky factor of the last reduced pose system solved (at the last
+    linearisation point, damped by that iteration's ``lam``), from which
+    ``optimization.covariance.pose_covariance`` reads marginal covariances
+    without linearising again.
     """
 
     max_iters: int = 100
@@ -91,6 +96,7 @@ class LMConfig:
     stop_on_flat_rejection: bool = False
     sparse_backend: str = "auto"
     keep_linearization: bool = True
+    keep_factor: bool = False
 
     def __post_init__(self) -> None:
         if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
@@ -101,6 +107,8 @@ class LMConfig:
             raise ValueError(f"sparse_backend must be one of {SPARSE_BACKENDS}")
         if self.damping == "identity" and self.linear_solver == "schur":
             raise ValueError("identity damping is not implemented for the schur solver")
+        if self.keep_factor and self.linear_solver != "schur":
+            raise ValueError("keep_factor needs the schur solver")
         if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
             raise ValueError("need max_iters >= 1, lambda_factor > 1, lambda_init > 0")
 
@@ -117,11 +125,13 @@ class LMResult:
     converged: jnp.ndarray
     lam: jnp.ndarray
     linear_iterations: jnp.ndarray
+    factor: jnp.ndarray | None = None  # LMConfig.keep_factor: Cholesky factor of the last reduced system
 
 
 jax.tree_util.register_dataclass(
     LMResult,
-    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations"],
+    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations",
+                 "factor"],
     meta_fields=[],
 )
 
@@ -191,6 +201,9 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             return (linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.damping, cfg.sparse_backend),
                     jnp.array(0))
         if cfg.linear_solver == "schur":
+            if cfg.keep_factor:
+                delta, chol = linear_solvers.schur_solve_factor(graph, lins, x, g, lam, cfg.min_diag)
+                return delta, jnp.array(0), chol
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters,
                                         scaled=marquardt)
@@ -213,6 +226,9 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
     )
     if keep:
         init["lin"] = lin0
+    if cfg.keep_factor:
+        n_red = sum(t.dim * c for t, c in zip(layout.types, layout.capacities) if t.manifold != "euclidean")
+        init["factor"] = jnp.eye(n_red, dtype=dtype)  # replaced by the first iteration
 
     def cond(s):
         return (~s["done"]) & (s["it"] < iter_cap)
@@ -228,7 +244,7 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             cost = jnp.where(first, lin[1], s["cost"])
             cost0 = jnp.where(first, lin[1], s["cost0"])
         lins, _, g = lin
-        delta, lin_it = solve_step(lins, x, g, lam)
+        delta, lin_it, *factor = solve_step(lins, x, g, lam)
         x_new = retract_state(layout, x, delta)
         cost_new = graph_cost(graph, x_new)
         accept = jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(delta))
@@ -250,12 +266,14 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         )
         if keep:
             out["lin"] = lin
+        if cfg.keep_factor:
+            out["factor"] = factor[0]
         return out
 
     s = jax.lax.while_loop(cond, body, init)
     return LMResult(
         x=s["x"], cost=s["cost"], initial_cost=s["cost0"], iterations=s["it"], accepted=s["acc"],
-        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"],
+        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"], factor=s.get("factor"),
     )
 
 
