@@ -31,7 +31,7 @@ def _rebuild(edited: SlidingWindow, cfg: WindowConfig):
         if slots.fixed[rec.slot].any():
             new.set_fixed_dofs([var_map[vid]], slots.fixed[rec.slot])
     for fid in sorted(old.factor_ids()):
-        f = old._factors[fid]
+        f = old._factor(fid)
         g = old._groups[f.group]
         params = {k: v[f.row] for k, v in g.params.items()}
         params["sqrt_info"] = g.sqrt_info[f.row]

@@ -61,3 +61,13 @@ class FactorIndex:
         keep = np.ones(len(self._ids), dtype=bool)
         keep[pos] = False
         self._ids, self._group, self._row = self._ids[keep], self._group[keep], self._row[keep]
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live factor ids, increasing (a view: do not modify)."""
+        return self._ids
+
+    @property
+    def numbers(self) -> np.ndarray:
+        """Batch number of each id of ``ids``."""
+        return self._group
