@@ -69,6 +69,16 @@ class LMConfig:
     CHOLMOD through CVXOPT when it imports, else cholespy), ``"cholmod"`` or
     ``"cholespy"`` (an error at solve time when it does not import); see
     ``optimization.sparse_backend``.
+    ``keep_linearization``: the loop carries the linearisation (Jacobians of every
+    factor) so that a rejected step retries without linearising again; False
+    linearises at the top of every iteration instead and carries only the state:
+    for solves of one or two iterations (the online window) the carried Jacobians
+    cost more in buffer copies than the rare second linearisation.  Same results.
+    ``keep_factor`` (``schur`` solver only): the result's ``factor`` is the lower
+    Cholesky factor of the last reduced pose system solved (at the last
+    linearisation point, damped by that iteration's ``lam``), from which
+    ``optimization.covariance.pose_covariance`` reads marginal covariances
+    without linearising again.
     """
 
     max_iters: int = 100
@@ -85,6 +95,8 @@ class LMConfig:
     damping: str = "marquardt"
     stop_on_flat_rejection: bool = False
     sparse_backend: str = "auto"
+    keep_linearization: bool = True
+    keep_factor: bool = False
 
     def __post_init__(self) -> None:
         if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
@@ -95,6 +107,8 @@ class LMConfig:
             raise ValueError(f"sparse_backend must be one of {SPARSE_BACKENDS}")
         if self.damping == "identity" and self.linear_solver == "schur":
             raise ValueError("identity damping is not implemented for the schur solver")
+        if self.keep_factor and self.linear_solver != "schur":
+            raise ValueError("keep_factor needs the schur solver")
         if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
             raise ValueError("need max_iters >= 1, lambda_factor > 1, lambda_init > 0")
 
@@ -111,11 +125,13 @@ class LMResult:
     converged: jnp.ndarray
     lam: jnp.ndarray
     linear_iterations: jnp.ndarray
+    factor: jnp.ndarray | None = None  # LMConfig.keep_factor: Cholesky factor of the last reduced system
 
 
 jax.tree_util.register_dataclass(
     LMResult,
-    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations"],
+    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations",
+                 "factor"],
     meta_fields=[],
 )
 
@@ -185,30 +201,50 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             return (linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.damping, cfg.sparse_backend),
                     jnp.array(0))
         if cfg.linear_solver == "schur":
+            if cfg.keep_factor:
+                delta, chol = linear_solvers.schur_solve_factor(graph, lins, x, g, lam, cfg.min_diag)
+                return delta, jnp.array(0), chol
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters,
                                         scaled=marquardt)
 
-    # The loop linearises at the top of an iteration only after an accepted step;
-    # the first iteration uses the linearisation at x0, which also gives the
-    # initial cost (no separate cost pass).
-    lin0 = lin_at(x0)
-    cost0 = lin0[1]
+    # keep_linearization: the loop linearises at the top of an iteration only after an
+    # accepted step; the first iteration uses the linearisation at x0, which also gives
+    # the initial cost (no separate cost pass).  Otherwise every iteration linearises
+    # and the first one's cost is the initial cost.
     dtype = x0.dtype
+    keep = cfg.keep_linearization
+    if keep:
+        lin0 = lin_at(x0)
+        cost0 = lin0[1]
+    else:
+        cost0 = jnp.asarray(jnp.inf, dtype)  # set by the first iteration
     init = dict(
-        x=x0, lin=lin0, fresh=jnp.array(True), cost=cost0,
+        x=x0, fresh=jnp.array(True), cost=cost0, cost0=cost0,
         lam=jnp.asarray(cfg.lambda_init, dtype), it=jnp.array(0), acc=jnp.array(0),
         done=jnp.array(False), conv=jnp.array(False), lin_it=jnp.array(0),
     )
+    if keep:
+        init["lin"] = lin0
+    if cfg.keep_factor:
+        n_red = sum(t.dim * c for t, c in zip(layout.types, layout.capacities) if t.manifold != "euclidean")
+        init["factor"] = jnp.eye(n_red, dtype=dtype)  # replaced by the first iteration
 
     def cond(s):
         return (~s["done"]) & (s["it"] < iter_cap)
 
     def body(s):
-        x, cost, lam = s["x"], s["cost"], s["lam"]
-        lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
+        x, lam = s["x"], s["lam"]
+        if keep:
+            lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
+            cost, cost0 = s["cost"], s["cost0"]
+        else:
+            lin = lin_at(x)
+            first = s["it"] == 0
+            cost = jnp.where(first, lin[1], s["cost"])
+            cost0 = jnp.where(first, lin[1], s["cost0"])
         lins, _, g = lin
-        delta, lin_it = solve_step(lins, x, g, lam)
+        delta, lin_it, *factor = solve_step(lins, x, g, lam)
         x_new = retract_state(layout, x, delta)
         cost_new = graph_cost(graph, x_new)
         accept = jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(delta))
@@ -223,16 +259,21 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         if cfg.stop_on_flat_rejection:
             conv = conv | (~accept & jnp.isfinite(cost_new) & (cost_new - cost <= cfg.rel_tol * cost))
         done = conv | (lam2 > cfg.lambda_max)
-        return dict(
-            x=x2, lin=lin, fresh=~accept, cost=cost2, lam=lam2, it=s["it"] + 1,
+        out = dict(
+            x=x2, fresh=~accept, cost=cost2, cost0=cost0, lam=lam2, it=s["it"] + 1,
             acc=s["acc"] + accept.astype(jnp.int32), done=done, conv=conv,
             lin_it=s["lin_it"] + lin_it,
         )
+        if keep:
+            out["lin"] = lin
+        if cfg.keep_factor:
+            out["factor"] = factor[0]
+        return out
 
     s = jax.lax.while_loop(cond, body, init)
     return LMResult(
-        x=s["x"], cost=s["cost"], initial_cost=cost0, iterations=s["it"], accepted=s["acc"],
-        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"],
+        x=s["x"], cost=s["cost"], initial_cost=s["cost0"], iterations=s["it"], accepted=s["acc"],
+        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"], factor=s.get("factor"),
     )
 
 
