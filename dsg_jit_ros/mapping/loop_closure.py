@@ -43,7 +43,7 @@ LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while v
 SUBMAP_RADIUS = 5.0  # m: nodes of any pass this close to the candidate join its submap
 SCAN_LENGTH = 5.0  # m: the scan holds the nodes of the last this much travel (a corner, not only a corridor)
 SCAN_MAX_KEYFRAMES = 40  # at most this many (turning on the spot makes keyframes without travel)
-MIN_CONDITIONING = 0.1  # smallest / largest eigenvalue of the scan's translation information
+MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
 CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
 CONFIRM_TRAVEL = 10.0  # m: ... and within this much travel (two loops implying no correction, far
 #                        apart, agree trivially: that is no confirmation)
