@@ -29,6 +29,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import jax
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -41,7 +42,7 @@ from dsg_jit_ros.mapping.global_mapping import GlobalMapping
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
-from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization.compile_count import compile_count, compile_counts
 from dsg_jit_ros.optimization.covariance import marginal_covariance
 
 
@@ -131,6 +132,26 @@ class KeyframeUpdate:
     loops_closed: int = 0  # loop closures applied to the map at this keyframe
 
 
+class _Background(threading.Thread):
+    """Run ``fn()`` in a thread; ``join`` re-raises what it raised."""
+
+    def __init__(self, fn) -> None:
+        super().__init__(name="dsg_jit_warmup", daemon=True)
+        self._fn, self._error = fn, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as err:  # noqa: BLE001 (handed to the joining thread)
+            self._error = err
+
+    def join(self, timeout=None) -> None:
+        super().join(timeout)
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class _PendingCloud:
     stamp: float
@@ -151,6 +172,9 @@ class SlamPipeline:
         self._warm_compiles: int | None = None  # compile count once warm (kept across resets)
         self._warming = 0  # warm-up parts still compiling
         self.graph_ready: threading.Event | None = None  # set when the global graph's solve is compiled
+        self._graph_warming = False  # its compile thread was started
+        self.warmup_programs: dict[str, int] = {}  # programs compiled by warm_up, by entry name
+        self.graph_warmup_s: float | None = None  # seconds the global graph's compile took (in its thread)
         self.relocalizations = 0  # relocalize() calls (kept across resets)
         self.global_map: GlobalMapping | None = None
         self.reset()
@@ -219,10 +243,11 @@ class SlamPipeline:
         the warm compile count and the dropped-input and relocalization counters."""
         self._warm_compiles, self._warming = other._warm_compiles, other._warming
         self.graph_ready = self.global_map.worker.ready = other.graph_ready
+        self._graph_warming, self.warmup_programs = other._graph_warming, other.warmup_programs
         self.dropped = other.dropped.copy()
         self.relocalizations = other.relocalizations
 
-    def warm_up(self) -> float:
+    def warm_up(self, graph: bool = True) -> float:
         """Compile the solver (and covariance) on a synthetic keyframe, then reset.
 
         Capacities fix every compiled shape, so after this no keyframe compiles
@@ -230,10 +255,15 @@ class SlamPipeline:
         persistent cache: it calls the host) then compiles in a thread of its own, still
         running on return (the node is active meanwhile); the loop worker waits for it
         before its first solve, and the compile count after warm-up is taken when both
-        are done.
+        are done.  ``graph=False`` leaves that thread to ``warm_up_graph`` (a node
+        starts it once subscribed, so it does not compete with the start-up for the
+        cores; the graph is needed only when the first keyframe leaves the window).
+        ``warmup_programs`` records the programs compiled (or loaded from the
+        persistent cache) here, by entry name.
         Returns the seconds it took (the window's part).
         """
         start = time.perf_counter()
+        before = compile_counts()
         self._warming = 2 if self.cfg.loop.enabled else 1
         rng = np.random.default_rng(0)
         r = self.cfg.window.voxel.max_range
@@ -241,25 +271,56 @@ class SlamPipeline:
         direction = rng.normal(size=(500, 3))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         points = direction * rng.uniform(lo, r, size=(500, 1)) * 0.99
+        # the covariance compiles in a thread of its own meanwhile: XLA compiles without
+        # holding the GIL, so on two cores the two programs take little more than one
+        covariance = _Background(self._covariance_compiler()) if self.cfg.inputs.compute_covariance else None
         self.window.add_keyframe(0.0, np.eye(4), points)
-        if self.cfg.inputs.compute_covariance:
-            self._newest_covariance()
-        if self.cfg.loop.enabled:  # after the window's: both would trace at once, sharing one GIL
-            self.graph_ready = threading.Event()
-            threading.Thread(target=self._warm_graph, args=(self.graph_ready,), name="dsg_jit_graph_warmup",
-                             daemon=True).start()
+        if covariance is not None:
+            covariance.join()
+            self._newest_covariance()  # the real call: must find the program compiled
+        self.warmup_programs = {k: n - before.get(k, 0) for k, n in compile_counts().items() if n > before.get(k, 0)}
+        if self.cfg.loop.enabled:
+            self.graph_ready = threading.Event()  # before the reset: the loop worker takes it
         self.reset()
+        if graph:
+            self.warm_up_graph()
         self._warmed()
         return time.perf_counter() - start
 
+    def warm_up_graph(self) -> bool:
+        """Start compiling the global graph's solve in a thread of its own (after
+        ``warm_up(graph=False)``); returns whether it started it (not without loop
+        closure, not twice)."""
+        with self._lock:
+            if self.graph_ready is None or self._graph_warming:
+                return False
+            self._graph_warming = True
+        threading.Thread(target=self._warm_graph, args=(self.graph_ready,), name="dsg_jit_graph_warmup",
+                         daemon=True).start()
+        return True
+
+    def warmup_message(self, seconds: float) -> str:
+        """The warm-up's log line: how many programs it built (compiled, or loaded from
+        the persistent compile cache; each one traced and lowered in this process), which,
+        and the seconds."""
+        names = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(self.warmup_programs.items()))
+        return (f"warm-up: {sum(self.warmup_programs.values())} programs built ({names}) in {seconds:.1f} s; "
+                "no compile after this")
+
     def _warm_graph(self, ready: threading.Event) -> None:
-        """Compile the global graph's solve (same capacity, so the same shapes)."""
+        """Compile the global graph's solve (same capacity, so the same shapes); import
+        what loop verification needs (``mapping.correlative``) meanwhile."""
         try:
+            start = time.perf_counter()
+            import scipy.ndimage  # noqa: F401
+            import scipy.signal  # noqa: F401
+
             graph = GlobalGraph(self.cfg.loop)
             graph.add(0.0, np.eye(4), np.eye(4), None)
             graph.add(1.0, np.eye(4), np.eye(4), None)
             graph.add_loop(0, 1, np.eye(4))
             graph.optimize()
+            self.graph_warmup_s = time.perf_counter() - start
         finally:
             ready.set()
             self._warmed()
@@ -518,6 +579,16 @@ class SlamPipeline:
         """Wait for the loop-closure thread and apply what it finished (end of a log,
         before saving the map); returns the notices."""
         return self.global_map.flush()
+
+    def _covariance_compiler(self):
+        """A function compiling the covariance (taken before the window's first keyframe,
+        so that it reads nothing the window then changes: any state of the graph's shapes
+        will do; the slot is a Python int, as in the real call)."""
+        wm = self.window.wm
+        graph = wm.fg
+        x, _ = wm.pack_state()
+        pos = graph.layout.position("pose_se3")
+        return lambda: jax.block_until_ready(marginal_covariance(graph, x, pos, 0))
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body
