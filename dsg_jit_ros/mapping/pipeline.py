@@ -29,7 +29,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import jax
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -41,6 +40,8 @@ from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.global_mapping import GlobalMapping
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
+from dsg_jit_ros.mapping.warm_up import (Background, compile_global_graph, covariance_compiler, synthetic_cloud,
+                                         warmup_message)
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count, compile_counts
 from dsg_jit_ros.optimization.covariance import marginal_covariance
@@ -130,26 +131,6 @@ class KeyframeUpdate:
     compilations_after_warmup: int
     notices: tuple[str, ...] = ()  # one-off events worth an info log line (e.g. planar mode chosen)
     loops_closed: int = 0  # loop closures applied to the map at this keyframe
-
-
-class _Background(threading.Thread):
-    """Run ``fn()`` in a thread; ``join`` re-raises what it raised."""
-
-    def __init__(self, fn) -> None:
-        super().__init__(name="dsg_jit_warmup", daemon=True)
-        self._fn, self._error = fn, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as err:  # noqa: BLE001 (handed to the joining thread)
-            self._error = err
-
-    def join(self, timeout=None) -> None:
-        super().join(timeout)
-        if self._error is not None:
-            raise self._error
 
 
 @dataclass
@@ -265,18 +246,12 @@ class SlamPipeline:
         start = time.perf_counter()
         before = compile_counts()
         self._warming = 2 if self.cfg.loop.enabled else 1
-        rng = np.random.default_rng(0)
-        r = self.cfg.window.voxel.max_range
-        lo = max(self.cfg.window.voxel.min_range, 1e-3)
-        direction = rng.normal(size=(500, 3))
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        points = direction * rng.uniform(lo, r, size=(500, 1)) * 0.99
         # the covariance compiles in a thread of its own meanwhile: XLA compiles without
         # holding the GIL, so on two cores the two programs take little more than one
-        covariance = _Background(self._covariance_compiler()) if self.cfg.inputs.compute_covariance else None
-        self.window.add_keyframe(0.0, np.eye(4), points)
-        if covariance is not None:
-            covariance.join()
+        cov = Background(covariance_compiler(self.window.wm)) if self.cfg.inputs.compute_covariance else None
+        self.window.add_keyframe(0.0, np.eye(4), synthetic_cloud(self.cfg.window.voxel))
+        if cov is not None:
+            cov.join()
             self._newest_covariance()  # the real call: must find the program compiled
         self.warmup_programs = {k: n - before.get(k, 0) for k, n in compile_counts().items() if n > before.get(k, 0)}
         if self.cfg.loop.enabled:
@@ -300,27 +275,12 @@ class SlamPipeline:
         return True
 
     def warmup_message(self, seconds: float) -> str:
-        """The warm-up's log line: how many programs it built (compiled, or loaded from
-        the persistent compile cache; each one traced and lowered in this process), which,
-        and the seconds."""
-        names = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(self.warmup_programs.items()))
-        return (f"warm-up: {sum(self.warmup_programs.values())} programs built ({names}) in {seconds:.1f} s; "
-                "no compile after this")
+        """The warm-up's log line (``mapping.warm_up.warmup_message``)."""
+        return warmup_message(self.warmup_programs, seconds)
 
     def _warm_graph(self, ready: threading.Event) -> None:
-        """Compile the global graph's solve (same capacity, so the same shapes); import
-        what loop verification needs (``mapping.correlative``) meanwhile."""
         try:
-            start = time.perf_counter()
-            import scipy.ndimage  # noqa: F401
-            import scipy.signal  # noqa: F401
-
-            graph = GlobalGraph(self.cfg.loop)
-            graph.add(0.0, np.eye(4), np.eye(4), None)
-            graph.add(1.0, np.eye(4), np.eye(4), None)
-            graph.add_loop(0, 1, np.eye(4))
-            graph.optimize()
-            self.graph_warmup_s = time.perf_counter() - start
+            self.graph_warmup_s = compile_global_graph(self.cfg.loop)
         finally:
             ready.set()
             self._warmed()
@@ -579,16 +539,6 @@ class SlamPipeline:
         """Wait for the loop-closure thread and apply what it finished (end of a log,
         before saving the map); returns the notices."""
         return self.global_map.flush()
-
-    def _covariance_compiler(self):
-        """A function compiling the covariance (taken before the window's first keyframe,
-        so that it reads nothing the window then changes: any state of the graph's shapes
-        will do; the slot is a Python int, as in the real call)."""
-        wm = self.window.wm
-        graph = wm.fg
-        x, _ = wm.pack_state()
-        pos = graph.layout.position("pose_se3")
-        return lambda: jax.block_until_ready(marginal_covariance(graph, x, pos, 0))
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body
