@@ -40,8 +40,7 @@ from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.global_mapping import GlobalMapping
 from dsg_jit_ros.mapping.odometry_buffer import OdometryBuffer
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
-from dsg_jit_ros.mapping.warm_up import (Background, compile_global_graph, covariance_compiler, synthetic_cloud,
-                                         warmup_message)
+from dsg_jit_ros.mapping.warm_up import compile_global_graph, synthetic_cloud, warmup_message
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats, WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count, compile_counts
 from dsg_jit_ros.optimization.covariance import marginal_covariance
@@ -246,13 +245,11 @@ class SlamPipeline:
         start = time.perf_counter()
         before = compile_counts()
         self._warming = 2 if self.cfg.loop.enabled else 1
-        # the covariance compiles in a thread of its own meanwhile: XLA compiles without
-        # holding the GIL, so on two cores the two programs take little more than one
-        cov = Background(covariance_compiler(self.window.wm)) if self.cfg.inputs.compute_covariance else None
+        # (compiling the covariance in a second thread meanwhile was measured slower, warm
+        # 2.6 vs 2.3 s, and no faster cold: both traces want the GIL)
         self.window.add_keyframe(0.0, np.eye(4), synthetic_cloud(self.cfg.window.voxel))
-        if cov is not None:
-            cov.join()
-            self._newest_covariance()  # the real call: must find the program compiled
+        if self.cfg.inputs.compute_covariance:
+            self._newest_covariance()
         self.warmup_programs = {k: n - before.get(k, 0) for k, n in compile_counts().items() if n > before.get(k, 0)}
         if self.cfg.loop.enabled:
             self.graph_ready = threading.Event()  # before the reset: the loop worker takes it

@@ -1,5 +1,5 @@
-"""The pieces of a pipeline's warm-up (``SlamPipeline.warm_up``): what it compiles, how
-it says so, and the threads it compiles in.
+"""The pieces of a pipeline's warm-up (``SlamPipeline.warm_up``): what it compiles on,
+and how it says so.
 
 A node compiles before it subscribes: the window's solve and the covariance (on a
 synthetic keyframe: capacities fix every shape, so no keyframe compiles later).  The
@@ -11,16 +11,12 @@ compile cache is mostly JAX tracing and lowering, redone in every process, not X
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Callable
 
-import jax
 import numpy as np
 
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
-from dsg_jit_ros.optimization.covariance import marginal_covariance
 
 
 def synthetic_cloud(voxel: VoxelConfig, n: int = 500) -> np.ndarray:
@@ -30,39 +26,6 @@ def synthetic_cloud(voxel: VoxelConfig, n: int = 500) -> np.ndarray:
     direction = rng.normal(size=(n, 3))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     return direction * rng.uniform(lo, voxel.max_range, size=(n, 1)) * 0.99
-
-
-class Background(threading.Thread):
-    """Run ``fn()`` in a daemon thread (started at once); ``join`` re-raises what it raised."""
-
-    def __init__(self, fn: Callable[[], object], name: str = "dsg_jit_warmup") -> None:
-        super().__init__(name=name, daemon=True)
-        self._fn, self._error = fn, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as err:  # noqa: BLE001 (handed to the joining thread)
-            self._error = err
-
-    def join(self, timeout=None) -> None:
-        super().join(timeout)
-        if self._error is not None:
-            raise self._error
-
-
-def covariance_compiler(wm) -> Callable[[], object]:
-    """A function compiling ``marginal_covariance`` for the window's WorldModel ``wm``.
-
-    Graph and state are taken now (before the window's first keyframe), so that the
-    function reads nothing the window then changes: any state of the graph's shapes
-    will do.  The slot is a Python int, as in the real call, so that call finds the
-    program."""
-    graph = wm.fg
-    x, _ = wm.pack_state()
-    pos = graph.layout.position("pose_se3")
-    return lambda: jax.block_until_ready(marginal_covariance(graph, x, pos, 0))
 
 
 def compile_global_graph(cfg: LoopConfig) -> float:
