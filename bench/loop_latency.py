@@ -6,11 +6,13 @@ node's mode (``background_loops=True``: candidates, verification and the global 
 a thread of their own) with the shipped planar-laser parameters, loop closure on and
 off, in the same process.  Latency = wall time of ``add_cloud`` on the calls that make a
 keyframe (what the node spends before publishing), in ms.  Prints one JSON line: p50 /
-p95 / max for each setting, their ratio (on / off) and the loops closed.  The replay is
-as fast as the pipeline runs (no 10 Hz pacing), so the loop thread competes harder for
-the cores than at real time: an upper bound.
+p95 / max for each setting, their ratio (on / off) and the loops closed.  ``--rate 1``
+(default) feeds the scans at the log's pace, as a robot does (the loop thread works in
+the gaps between keyframes: ``mapping.loop_worker``); ``--rate 0`` as fast as the
+pipeline runs, so the loop thread competes for the cores with every keyframe: an upper
+bound.  At rate 1 the run takes twice the log's duration (~280 s).
 
-    .venv/bin/python bench/loop_latency.py [--laps 1.3]
+    .venv/bin/python bench/loop_latency.py [--laps 1.3] [--rate 1.0]
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig  # noqa: E402
 from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring  # noqa: E402
 
 
-def keyframe_latency(data, loops: bool) -> tuple[np.ndarray, int]:
-    """(ms of each keyframe-making ``add_cloud``, loops closed) for one replay."""
+def keyframe_latency(data, loops: bool, rate: float = 0.0) -> tuple[np.ndarray, int]:
+    """(ms of each keyframe-making ``add_cloud``, loops closed) for one replay; ``rate`` > 0
+    paces the scans at ``rate`` times the log's speed (0: no pacing)."""
     stamps, odom, scans = data
     cfg = load_pipeline_config(REPO / "config" / "planar_laser.yaml", overrides=[f"loop.enabled={str(loops).lower()}"])
     pipe = SlamPipeline(cfg, background_loops=True)
@@ -41,7 +44,10 @@ def keyframe_latency(data, loops: bool) -> tuple[np.ndarray, int]:
     if loops:
         pipe.graph_ready.wait(600)  # the graph's solve compiles after the window's (as in the node)
     ms = []
+    wall0 = time.perf_counter()
     for t, o, c in zip(stamps, odom, scans):
+        if rate > 0:
+            time.sleep(max(0.0, wall0 + (t - stamps[0]) / rate - time.perf_counter()))
         pipe.add_odometry(t, o)
         before = pipe.keyframes
         start = time.perf_counter()
@@ -57,12 +63,13 @@ def keyframe_latency(data, loops: bool) -> tuple[np.ndarray, int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--laps", type=float, default=1.3)
+    parser.add_argument("--rate", type=float, default=1.0, help="replay speed (x real time); 0: unpaced")
     args = parser.parse_args(argv)
     ring = RingConfig(length=40.0, width=14.0, alcove_spacing=10.0, pillars=3, bare_north=True, laps=args.laps)
     stamps, _, odom, scans = simulate_ring(ring, laser=PlanarLaserConfig(max_range=10.0))
-    row = {"bench": "loop_latency", "laps": args.laps, "scans": len(stamps)}
+    row = {"bench": "loop_latency", "laps": args.laps, "scans": len(stamps), "rate": args.rate}
     for loops in (False, True):
-        ms, closed = keyframe_latency((stamps, odom, scans), loops)
+        ms, closed = keyframe_latency((stamps, odom, scans), loops, args.rate)
         key = "loops_on" if loops else "loops_off"
         row[key] = {"keyframes": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
                     "p95_ms": round(float(np.percentile(ms, 95)), 1), "max_ms": round(float(ms.max()), 1),

@@ -199,9 +199,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("loop.max_candidates", 3, "Candidates verified per attempt (nearest first).", 1, 1000),
         ParamSpec("loop.min_spacing", 1.0, "Travel between two loop attempts (m).", 0.0, BIG),
         ParamSpec("loop.submap_keyframes", 10, "Keyframes on each side of a candidate in its submap (the scan "
-                  "verified against it: the current keyframe and its 5 predecessors).", 0, 10000),
-        ParamSpec("loop.min_overlap", 0.6, "Share of the scan a verified loop must match.", 0.0, 1.0),
-        ParamSpec("loop.max_rmse", 1.0, "RMS whitened residual a verified loop may have.", 1e-6, BIG),
+                  "verified against it: the keyframes of the last 5 m of travel).", 0, 10000),
+        ParamSpec("loop.min_overlap", 0.5, "Share of the scan a verified loop must match (a second "
+                  "agreeing loop, the drift gate and the kernel guard against a wrong one).", 0.0, 1.0),
+        ParamSpec("loop.max_rmse", 1.3, "RMS whitened residual a verified loop may have.", 1e-6, BIG),
         ParamSpec("loop.sigma_translation", 0.05, "Sigma of a loop edge (m).", 1e-9, BIG),
         ParamSpec("loop.sigma_rotation", 0.01, "Sigma of a loop edge (rad).", 1e-9, BIG),
         ParamSpec("loop.kernel_scale", 3.0, "Cauchy kernel scale of loop edges (whitened).", 1e-6, BIG),

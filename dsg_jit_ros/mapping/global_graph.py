@@ -76,8 +76,8 @@ class LoopConfig:
     max_candidates: int = 3
     min_spacing: float = 1.0
     submap_keyframes: int = 10
-    min_overlap: float = 0.6
-    max_rmse: float = 1.0
+    min_overlap: float = 0.5
+    max_rmse: float = 1.3
     chain_sigma_translation: float = 0.005
     chain_translation_scale: float = 0.01
     chain_sigma_rotation: float = 0.001

@@ -6,8 +6,9 @@
    growing with the distance travelled since the candidate (drift); the nearest
    few, no two from the same stretch of trajectory.
 2. **Verification** (``verify``): the voxel means of the newest node and of its
-   ``SCAN_KEYFRAMES`` predecessors (a local scan, placed relative to the newest
-   node) are registered (``mapping.registration``: point-to-plane, Cauchy kernel)
+   predecessors over the last ``SCAN_LENGTH`` metres of travel (a local scan, placed
+   relative to the newest node: long enough to hold a corner where a corridor alone
+   slides) are registered (``mapping.registration``: point-to-plane, Cauchy kernel)
    against a submap: the candidate, its ``submap_keyframes`` neighbours on each side
    and as many nodes of other passes within ``SUBMAP_RADIUS`` of it (a room the robot
    wandered through for a minute is more than one stretch of trajectory), with a
@@ -40,9 +41,12 @@ from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 
 LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while verifying
 SUBMAP_RADIUS = 5.0  # m: nodes of any pass this close to the candidate join its submap
-SCAN_KEYFRAMES = 5  # predecessors of the newest node added to its scan (0: its own voxels only)
-MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
+SCAN_LENGTH = 5.0  # m: the scan holds the nodes of the last this much travel (a corner, not only a corridor)
+SCAN_MAX_KEYFRAMES = 40  # at most this many (turning on the spot makes keyframes without travel)
+MIN_CONDITIONING = 0.1  # smallest / largest eigenvalue of the scan's translation information
 CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
+CONFIRM_TRAVEL = 10.0  # m: ... and within this much travel (two loops implying no correction, far
+#                        apart, agree trivially: that is no confirmation)
 COARSE_REACH = 10.0  # m: scan points within this range of the body take part in the correlative search
 COARSE_MAX_YAW = 0.6  # rad: the correlative search's yaw window grows with the heading drift up to this
 COARSE_MIN_SCORE = 0.25  # mean likelihood of the scan at the correlative search's best pose
@@ -97,12 +101,14 @@ class LoopCloser:
                                                 degeneracy_ratio=0.0, min_matches=max(registration.min_matches, 20))
         self._last_try = -np.inf  # travelled (m) at the last attempt
         self._tries = 0  # attempts so far
-        self._pending: tuple[LoopAttempt, np.ndarray, int] | None = None  # (verified, its correction, try)
+        # (verified, its correction, try, travelled at it (m))
+        self._pending: tuple[LoopAttempt, np.ndarray, int, float] | None = None
         self.attempts: list[LoopAttempt] = []
 
     def process(self, graph: GlobalGraph, newest: int) -> list[LoopAttempt]:
         """Try to close loops from node ``newest``; returns the attempts.  A verified loop
-        waits for a second one, verified within ``CONFIRM_WITHIN`` attempts, that implies
+        waits for a second one, verified within ``CONFIRM_WITHIN`` attempts and
+        ``CONFIRM_TRAVEL`` metres, that implies
         the same correction of the map (within the loop edge's sigmas); then both are
         added to the graph (returned ``accepted``).  A lone match is ``unconfirmed``."""
         if not self.cfg.enabled:
@@ -125,6 +131,7 @@ class LoopCloser:
             correction = t_older @ attempt.t_older_newer @ np.linalg.inv(t_newer)
             pending = self._pending
             if (pending is not None and self._tries - pending[2] <= CONFIRM_WITHIN
+                    and node.travelled - pending[3] <= CONFIRM_TRAVEL
                     and self._agree(correction, pending[1], t_newer)):
                 first = pending[0]
                 graph.add_loop(first.older, first.newer, first.t_older_newer)
@@ -132,7 +139,7 @@ class LoopCloser:
                 self._pending = None
                 out += [first, attempt]
             else:
-                self._pending = (attempt, correction, self._tries)
+                self._pending = (attempt, correction, self._tries, node.travelled)
                 out.append(dataclasses.replace(attempt, accepted=False, reason="unconfirmed"))
             break
         self.attempts.extend(out)
@@ -167,7 +174,9 @@ class LoopCloser:
         rows = np.arange(len(submap))
         target = SurfaceTarget.build(submap.keys, submap.means(), submap.surfaces(rows, self.surface), self.voxel_size)
         # the local scan: the newest node and its predecessors, in the newest node's frame
-        recent = list(range(max(graph.first, newer - SCAN_KEYFRAMES), newer + 1))
+        travelled_new = graph.nodes[newer].travelled
+        recent = [i for i in range(max(graph.first, newer - SCAN_MAX_KEYFRAMES), newer + 1)
+                  if travelled_new - graph.nodes[i].travelled <= SCAN_LENGTH]
         poses = graph.poses(recent)
         t_newer = poses[-1]
         rel = np.linalg.inv(t_newer) @ poses  # each recent node in the newest node's frame

@@ -9,6 +9,12 @@ verifies loops (``mapping.loop_closure``) and solves the graph
 ``background=False`` (replays, tests, benchmarks): the same work runs inside
 ``submit``, deterministically.
 
+Sharing the cores: the owner marks each keyframe it processes (``window_busy`` /
+``window_done``); the thread starts each step (a node and its loop search, a solve)
+only while the window is idle, waiting at most ``YIELD_TIMEOUT`` seconds, so on a
+robot (keyframes every few hundred ms) loop closing fills the gaps between
+keyframes rather than competing with them for the GIL and the cores.
+
 Frames: each applied update moves the map, starting a new map-frame *generation*.
 At most one update is in flight: the worker waits until the owner has taken it
 before it processes more keyframes, and a keyframe that left the window before
@@ -27,6 +33,8 @@ import numpy as np
 
 from dsg_jit_ros.mapping.global_graph import GlobalGraph
 from dsg_jit_ros.mapping.loop_closure import LoopAttempt, LoopCloser
+
+YIELD_TIMEOUT = 0.25  # s: the longest the loop thread waits for an idle window before a step
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class LoopWorker:
         self._pending: GraphUpdate | None = None
         self._busy = False
         self._stop = False
+        self._window_idle = threading.Event()  # cleared while the owner processes a keyframe
+        self._window_idle.set()
         self._cond = threading.Condition()
         self.attempts = 0  # loop candidates verified
         self.reasons: Counter[str] = Counter()  # their outcomes
@@ -120,6 +130,14 @@ class LoopWorker:
             self._cond.notify_all()
         if not self.background:
             self._process()
+
+    def window_busy(self) -> None:
+        """The owner starts a keyframe: the thread holds back its next step."""
+        self._window_idle.clear()
+
+    def window_done(self) -> None:
+        """The owner finished its keyframe."""
+        self._window_idle.set()
 
     def poll(self) -> GraphUpdate | None:
         """The finished update not applied yet (taking it lets the worker go on)."""
@@ -189,6 +207,7 @@ class LoopWorker:
         with self.lock:
             graph = self.graph
             for item in items:
+                self._yield_to_window()
                 kf, c = item.keyframe, self._correction_since(item.generation)
                 index = graph.add(kf.stamp, c @ kf.t_map_body, kf.level, kf.cells, c @ kf.t_key)
                 for attempt in self.closer.process(graph, index):
@@ -196,6 +215,8 @@ class LoopWorker:
                     self.reasons[attempt.reason] += 1
                     if attempt.accepted:
                         closed.append(attempt)
+            if closed:
+                self._yield_to_window()
             update = self._solve(closed) if closed else None
         with self._cond:
             self._busy = False
@@ -204,6 +225,11 @@ class LoopWorker:
                 self.generation = update.generation
                 self._corrections[update.generation] = update.correction
             self._cond.notify_all()
+
+    def _yield_to_window(self) -> None:
+        """In the thread: wait (up to ``YIELD_TIMEOUT``) until no keyframe is being processed."""
+        if self.background:
+            self._window_idle.wait(YIELD_TIMEOUT)
 
     def _correction_since(self, generation: int) -> np.ndarray:
         """The map correction from frame ``generation`` to the graph's current frame."""

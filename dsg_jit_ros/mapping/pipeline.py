@@ -503,6 +503,15 @@ class SlamPipeline:
         return ("3D clouds: estimating full SE(3) poses",)
 
     def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
+        """One keyframe through the window; the loop thread holds back meanwhile."""
+        worker = self.global_map.worker
+        worker.window_busy()
+        try:
+            return self._solve_keyframe(cloud, t_odom_body)
+        finally:
+            worker.window_done()
+
+    def _solve_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
         notices = self._decide_planar(cloud.points)
         before = (self.window.dropped_capacity, self.window.dropped_points)
         stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
@@ -539,15 +548,18 @@ class SlamPipeline:
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body
-        frame.  Planar mode: the window's pose is the planar part P of T = P L; fixed
+        frame, from the window's last solve (``SlidingWindow.newest_covariance``: at its last
+        linearisation point; the Hessian at the current state when the solver keeps no
+        factor).  Planar mode: the window's pose is the planar part P of T = P L; fixed
         components (z, roll, pitch) have zero variance, and the block is moved to the
         body by Ad(L^-1) (T = P exp(d) L = T exp(Ad(L^-1) d))."""
-        wm = self.window.wm
-        var = self.window.newest_keyframe_var
-        x, _ = wm.pack_state()
-        graph = wm.fg
-        pos = graph.layout.position("pose_se3")
-        cov = np.array(marginal_covariance(graph, x, pos, wm.variable_slot(var)))
+        cov = self.window.newest_covariance()  # from the last solve's reduced system
+        if cov is None:
+            wm = self.window.wm
+            x, _ = wm.pack_state()
+            graph = wm.fg
+            pos = graph.layout.position("pose_se3")
+            cov = np.array(marginal_covariance(graph, x, pos, wm.variable_slot(self.window.newest_keyframe_var)))
         if self.window.planar:
             cov[PLANAR_FIXED] = 0.0
             cov[:, PLANAR_FIXED] = 0.0

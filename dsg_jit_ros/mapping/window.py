@@ -46,6 +46,7 @@ from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationRes
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
+from dsg_jit_ros.optimization.covariance import pose_covariance
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_surface_residual, prior_residual
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
@@ -158,8 +159,13 @@ class SlidingWindow:
     def __init__(self, cfg: WindowConfig, planar: bool = False):
         self.cfg = cfg
         self.planar = bool(planar)
-        # compiled with room for a re-base's longer solve; the configured cap is passed as data
-        self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS))
+        # compiled with room for a re-base's longer solve; the configured cap is passed as data.
+        # A keyframe's solve is one or two iterations: linearising in each iteration beats
+        # carrying every factor's Jacobians through the loop (LMConfig.keep_linearization);
+        # the solve keeps its last reduced pose system's factor for the covariance
+        self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS),
+                                       keep_linearization=False, keep_factor=cfg.lm.linear_solver == "schur")
+        self._factor = None  # Cholesky factor of the last solve's reduced pose system
         n = cfg.size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
@@ -246,6 +252,18 @@ class SlidingWindow:
     def dropped_capacity(self) -> int:
         """Voxel observations left out by the capacities so far."""
         return self.voxels.dropped_capacity
+
+    def newest_covariance(self) -> np.ndarray | None:
+        """(6, 6) covariance of the newest keyframe's pose (the planar part in planar mode),
+        tangent ``[rho (m), phi (rad)]``, body frame, right perturbation: from the last
+        solve's reduced pose system (its last linearisation point, damped by its ``lam``),
+        so nothing is linearised again.  None before the first solve or without a Schur
+        solver (``optimization.covariance.marginal_covariance`` then)."""
+        if self._factor is None or not self._keyframes:
+            return None
+        graph = self.wm.fg
+        pos = graph.layout.position("pose_se3")
+        return np.array(pose_covariance(graph, self._factor, pos, self.wm.variable_slot(self._keyframes[-1].var)))
 
     def _pose(self, var: int) -> np.ndarray:
         """T_map_body of a keyframe variable (planar part in planar mode)."""
@@ -427,6 +445,7 @@ class SlidingWindow:
         result.x.block_until_ready()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)
+        self._factor = result.factor
         self._placed = False
         return SolveStats(
             solve_ms=elapsed,

@@ -195,9 +195,17 @@ def schur_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float):
     """
     if not has_schur_structure(graph):
         return dense_solve(graph, lins, x, g, lam, min_diag)
+    return schur_solve_factor(graph, lins, x, g, lam, min_diag)[0]
+
+
+def schur_solve_factor(graph: FactorGraph, lins, x, g, lam, min_diag: float):
+    """``schur_solve`` (graphs with Schur structure) that also returns the lower
+    Cholesky factor of the damped reduced pose system it solved: ``(step, L)``.
+    ``L L^T = S`` over the kept (pose) variables in ``reduced_offset`` order; its
+    inverse's blocks are the poses' marginal covariances at ``x`` (damped by ``lam``)."""
     s, rhs, back = schur_system(graph, lins, x, g, lam, min_diag)
     chol = jnp.linalg.cholesky(s)
-    return back(jax.scipy.linalg.cho_solve((chol, True), rhs))
+    return back(jax.scipy.linalg.cho_solve((chol, True), rhs)), chol
 
 
 def _host_sparse_solve(n: int, n_batches: int, damping: str, min_diag: float, backend: str,

@@ -73,6 +73,16 @@ class LMConfig:
     CHOLMOD through CVXOPT when it imports, else cholespy), ``"cholmod"`` or
     ``"cholespy"`` (an error at solve time when it does not import); see
     ``optimization.sparse_backend``.
+    ``keep_linearization``: the loop carries the linearisation (Jacobians of every
+    factor) so that a rejected step retries without linearising again; False
+    linearises at the top of every iteration instead and carries only the state:
+    for solves of one or two iterations (the online window) the carried Jacobians
+    cost more in buffer copies than the rare second linearisation.  Same results.
+    ``keep_factor`` (``schur`` solver only): the result's ``factor`` is the lower
+    Cholesky factor of the last reduced pose system solved (at the last
+    linearisation point, damped by that iteration's ``lam``), from which
+    ``optimization.covariance.pose_covariance`` reads marginal covariances
+    without linearising again.
     """
 
     max_iters: int = 100
@@ -89,6 +99,8 @@ class LMConfig:
     damping: str = "marquardt"
     stop_on_flat_rejection: bool = False
     sparse_backend: str = "auto"
+    keep_linearization: bool = True
+    keep_factor: bool = False
 
     def __post_init__(self) -> None:
         if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
@@ -99,6 +111,8 @@ class LMConfig:
             raise ValueError(f"sparse_backend must be one of {SPARSE_BACKENDS}")
         if self.damping == "identity" and self.linear_solver == "schur":
             raise ValueError("identity damping is not implemented for the schur solver")
+        if self.keep_factor and self.linear_solver != "schur":
+            raise ValueError("keep_factor needs the schur solver")
         if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
             raise ValueError("need max_iters >= 1, lambda_factor > 1, lambda_init > 0")
 
@@ -115,11 +129,13 @@ class LMResult:
     converged: jnp.ndarray
     lam: jnp.ndarray
     linear_iterations: jnp.ndarray
+    factor: jnp.ndarray | None = None  # LMConfig.keep_factor: Cholesky factor of the last reduced system
 
 
 jax.tree_util.register_dataclass(
     LMResult,
-    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations"],
+    data_fields=["x", "cost", "initial_cost", "iterations", "accepted", "converged", "lam", "linear_iterations",
+                 "factor"],
     meta_fields=[],
 )
 
@@ -190,36 +206,51 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
             return (linear_solvers.sparse_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.damping, cfg.sparse_backend),
                     jnp.array(0))
         if cfg.linear_solver == "schur":
+            if cfg.keep_factor:
+                delta, chol = linear_solvers.schur_solve_factor(graph, lins, x, g, lam, cfg.min_diag)
+                return delta, jnp.array(0), chol
             return linear_solvers.schur_solve(graph, lins, x, g, lam, cfg.min_diag), jnp.array(0)
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters,
                                         scaled=marquardt)
 
-    # The loop linearises at the top of an iteration only after an accepted step, and
-    # in the first one (which gives the initial cost: no separate cost pass).  The
-    # linearisation appears once in the program (a copy before the loop made XLA's
-    # compile ~30 % longer); the carry starts with zeros of its shape.
-    iter_cap = jnp.maximum(iter_cap, 1)
-    lin0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lin_at, x0))
+    # The loop linearises at the top of every iteration, or (keep_linearization) of the
+    # first and of those after an accepted step, carrying the linearisation so that a
+    # rejected step retries without linearising again; the first iteration's cost is the
+    # initial cost (no separate cost pass).  The linearisation appears once in the
+    # program (a copy before the loop made XLA's compile ~30 % longer): the carry starts
+    # with zeros of its shape.  At least one iteration runs.
     dtype = x0.dtype
+    keep = cfg.keep_linearization
+    iter_cap = jnp.maximum(iter_cap, 1)
     # counters typed as the body returns them: a weakly typed jnp.array(0) made
     # while_loop trace the body twice (the trace, not XLA, is most of a warm start)
     count = jnp.zeros((), jnp.int32)
+    unset = jnp.asarray(jnp.inf, dtype)  # costs: set by the first iteration
     init = dict(
-        x=x0, lin=lin0, fresh=jnp.array(False), cost=jnp.zeros((), dtype), cost0=jnp.zeros((), dtype),
+        x=x0, fresh=jnp.array(False), cost=unset, cost0=unset,
         lam=jnp.asarray(cfg.lambda_init, dtype), it=count, acc=count,
         done=jnp.array(False), conv=jnp.array(False), lin_it=count,
     )
+    if keep:
+        init["lin"] = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lin_at, x0))
+    if cfg.keep_factor:
+        n_red = sum(t.dim * c for t, c in zip(layout.types, layout.capacities) if t.manifold != "euclidean")
+        init["factor"] = jnp.eye(n_red, dtype=dtype)  # replaced by the first iteration
 
     def cond(s):
         return (~s["done"]) & (s["it"] < iter_cap)
 
     def body(s):
         x, lam = s["x"], s["lam"]
-        lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
+        if keep:
+            lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
+        else:
+            lin = lin_at(x)
         first = s["it"] == 0
         cost = jnp.where(first, lin[1], s["cost"])
+        cost0 = jnp.where(first, lin[1], s["cost0"])
         lins, _, g = lin
-        delta, lin_it = solve_step(lins, x, g, lam)
+        delta, lin_it, *factor = solve_step(lins, x, g, lam)
         x_new = retract_state(layout, x, delta)
         cost_new = graph_cost(graph, x_new)
         accept = jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(delta))
@@ -234,16 +265,21 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         if cfg.stop_on_flat_rejection:
             conv = conv | (~accept & jnp.isfinite(cost_new) & (cost_new - cost <= cfg.rel_tol * cost))
         done = conv | (lam2 > cfg.lambda_max)
-        return dict(
-            x=x2, lin=lin, fresh=~accept, cost=cost2, lam=lam2, it=s["it"] + 1,
+        out = dict(
+            x=x2, fresh=~accept, cost=cost2, cost0=cost0, lam=lam2, it=s["it"] + 1,
             acc=s["acc"] + accept.astype(jnp.int32), done=done, conv=conv,
-            lin_it=s["lin_it"] + lin_it.astype(jnp.int32), cost0=jnp.where(first, lin[1], s["cost0"]),
+            lin_it=s["lin_it"] + lin_it.astype(jnp.int32),
         )
+        if keep:
+            out["lin"] = lin
+        if cfg.keep_factor:
+            out["factor"] = factor[0]
+        return out
 
     s = jax.lax.while_loop(cond, body, init)
     return LMResult(
         x=s["x"], cost=s["cost"], initial_cost=s["cost0"], iterations=s["it"], accepted=s["acc"],
-        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"],
+        converged=s["conv"], lam=s["lam"], linear_iterations=s["lin_it"], factor=s.get("factor"),
     )
 
 

@@ -42,29 +42,29 @@ import sys
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from nav_msgs.msg import Odometry, Path
+from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
-from visualization_msgs.msg import MarkerArray
 
 from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
 from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
-from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization import sparse_backend
 from dsg_jit_ros.ros import convert
+from dsg_jit_ros.ros.outputs import SlamOutputs
 from dsg_jit_ros.ros.params import ParameterError, arguments_error, build_configs, check_overrides, declare_and_read
 
 NODE_NAME = "dsg_jit_slam"
+LATENCY_HISTORY = 100_000  # keyframe latencies kept for the demo's figures (~28 h at 1 Hz)
 
 
 def _interfaces():
@@ -142,8 +142,8 @@ class SlamNode(LifecycleNode):
                                    f"{len(self.pipeline.window.local.frozen)} voxels; mode {pipeline_cfg.mode}")
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
-        self._last_markers = -np.inf
-        self.latencies_ms: list[float] = []  # per keyframe, cloud in -> status out (wall)
+        # per keyframe, cloud in -> status out (wall, ms); the newest LATENCY_HISTORY (bounded memory)
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.received: Counter[str] = Counter()  # messages per input, whatever became of them
         self.warmup_s = 0.0
         self.published_keyframes = 0
@@ -160,17 +160,8 @@ class SlamNode(LifecycleNode):
         # it out of full garbage collections, which caused the worst latency spikes
         gc.collect()
         gc.freeze()
-        self.pub_path = self.create_lifecycle_publisher(Path, "~/path", 10)
-        self.pub_odom = self.create_lifecycle_publisher(Odometry, "~/odometry", 50)
-        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/voxels", 1)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_map = self.create_lifecycle_publisher(PointCloud2, "~/map", latched)
-        self.pub_loops = self.create_lifecycle_publisher(MarkerArray, "~/loop_closures", latched)
-        self.pub_status = self.create_lifecycle_publisher(self.SlamStatus, "~/status", 10)
-        self.pub_tf = self.create_lifecycle_publisher(self.TFMessage, "/tf", 100) if self.cfg.publish_tf else None
-        self._io_publishers = [p for p in (self.pub_path, self.pub_odom, self.pub_markers, self.pub_map,
-                                         self.pub_loops, self.pub_status, self.pub_tf) if p is not None]
+        self.outputs = SlamOutputs(self, self.cfg, self.SlamStatus, self.TFMessage)
+        self._io_publishers = self.outputs.publishers
         self._solve_lock = threading.Lock()  # the window: worker vs services
         self._work = threading.Condition()
         self._stopping = False
@@ -285,10 +276,8 @@ class SlamNode(LifecycleNode):
         if rejection is not None:
             self._warn(rejection)
             return
-        correction = self.pipeline.t_map_odom
         cov = self.pipeline.covariance if self.cfg.publish_covariance else None
-        self.pub_odom.publish(convert.odometry_msg(msg, self.cfg.map_frame, correction @ t_odom_body, cov))
-        self._publish_tf(correction, msg.header.stamp)
+        self.outputs.odometry_in_map(msg, self.pipeline.t_map_odom, t_odom_body, cov)
         self._queued(self.pipeline.select_ready())
 
     def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
@@ -361,47 +350,15 @@ class SlamNode(LifecycleNode):
             self._stop_worker()
         super().destroy_node()
 
-    # ---- outputs ------------------------------------------------------------
-    def _publish_tf(self, correction: np.ndarray, stamp) -> None:
-        if self.pub_tf is not None:
-            tf = convert.transform_stamped(correction, self.cfg.map_frame, self.cfg.odom_frame, stamp)
-            self.pub_tf.publish(self.TFMessage(transforms=[tf]))
-
+    # ---- outputs (ros.outputs builds and publishes them) -----------------------
     def _publish_keyframe(self, update: KeyframeUpdate) -> None:
-        stamp = convert.sec_to_stamp(update.stamp)
-        poses = self.pipeline.window.keyframe_poses
-        self.pub_path.publish(convert.path_msg([t for t, _ in poses], [m for _, m in poses], self.cfg.map_frame, stamp))
-        self._publish_tf(self.pipeline.t_map_odom, stamp)
-        now = time.monotonic()
-        if now - self._last_markers >= self.cfg.markers_period:
-            self._publish_map(stamp)
-            self._last_markers = now
-        if update.loops_closed:
-            self._publish_loops(stamp)
-        s = update.stats
-        dropped = list(self.pipeline.dropped_snapshot().items())
-        loops = self.pipeline.loop_counts()
-        status = self.SlamStatus(
-            graph_nodes=loops["graph_nodes"], loop_closures=loops["loop_closures"],
-            loop_attempts=loops["loop_attempts"], loops_rejected=loops["loops_rejected"],
-            global_solves=loops["global_solves"], global_solve_ms=float(loops["global_solve_ms"]),
-            keyframes=update.keyframes, solve_ms=s.solve_ms, iterations=s.iterations,
-            initial_cost=s.initial_cost, final_cost=s.final_cost, window_size=s.keyframes_in_window,
-            active_voxels=s.active_voxels, frozen_voxels=s.frozen_voxels, factors=s.factors,
-            compilations=compile_count(), compilations_after_warmup=update.compilations_after_warmup,
-            dropped_reasons=[k for k, _ in dropped], dropped_counts=[int(v) for _, v in dropped],
-        )
-        status.header.stamp = stamp
-        status.header.frame_id = self.cfg.map_frame
-        status.latency_ms = (time.perf_counter() - update.received) * 1000.0
-        self.latencies_ms.append(status.latency_ms)
+        self.latencies_ms.append(self.outputs.keyframe(self.pipeline, update))
         self.published_keyframes += 1
-        self.pub_status.publish(status)
         if update.compilations_after_warmup:
             self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
         for notice in update.notices:
             self.get_logger().info(notice)
-        self._log_registration(s.registration)
+        self._log_registration(update.stats.registration)
 
     def _log_registration(self, reg) -> None:
         """Say when a keyframe's registration was not used (throttled per kind, with totals)."""
@@ -417,16 +374,6 @@ class SlamNode(LifecycleNode):
             self._warn(Rejection("registration_few_matches", (
                 f"only {reg.matched} of {reg.points} scan points matched the map: kept the odometry prediction "
                 f"({totals['few_matches']} of {sum(totals.values())} keyframes so far)")))
-
-    def _publish_map(self, stamp) -> None:
-        centres = self.pipeline.map_centres()
-        size = self.pipeline.cfg.window.voxel.size
-        self.pub_markers.publish(convert.voxel_markers(centres, size, self.cfg.map_frame, stamp))
-        self.pub_map.publish(convert.xyz_to_pointcloud2(centres, self.cfg.map_frame, stamp))
-
-    def _publish_loops(self, stamp) -> None:
-        positions, pairs = self.pipeline.loop_edges
-        self.pub_loops.publish(convert.loop_markers(positions, pairs, self.cfg.map_frame, stamp))
 
     # ---- services -----------------------------------------------------------
     def _on_save_map(self, request, response):
@@ -461,7 +408,7 @@ class SlamNode(LifecycleNode):
             response.success, response.message = False, f"could not load {request.path!r}: {err} (map kept)"
             self.get_logger().error(response.message)
             return response
-        self._last_markers = -np.inf
+        self.outputs.map_changed()
         response.success, response.keyframes = True, int(new.loaded_keyframes)
         response.message = (f"loaded {request.path}: {new.loaded_keyframes} keyframes, "
                             f"{len(new.window.local.frozen)} voxels; mode {mode}")
@@ -473,7 +420,7 @@ class SlamNode(LifecycleNode):
             keyframes = self.pipeline.keyframes
             self.pipeline.reset()
             self.published_keyframes = 0
-        self._last_markers = -np.inf
+        self.outputs.map_changed()
         response.success = True
         response.message = f"reset: forgot {keyframes} keyframes, the map and the odometry buffer"
         self.get_logger().info(response.message)

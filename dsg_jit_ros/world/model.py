@@ -6,6 +6,11 @@ per factor signature) and hands out a fixed-shape ``FactorGraph`` pytree
 given, adding or removing variables and factors changes only data, so jitted
 solvers compiled for one graph serve every later edit within capacity.
 Exceeding a capacity doubles it (logged), which does recompile.
+
+A factor is a row of its batch (``_Group``: slots, parameters, weights, and its id
+and variable ids); ``world.factor_index`` maps ids to (batch, row) for whole arrays
+of ids, so the window's per-keyframe edits of thousands of factors are array
+operations, not a Python loop per factor.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsg_jit_ros.world import weights
+from dsg_jit_ros.world.factor_index import FactorIndex
 from dsg_jit_ros.world.graph import (
     FactorBatch,
     FactorGraph,
@@ -134,17 +140,22 @@ class _TypeSlots(_SlotPool):
 
 
 class _Group(_SlotPool):
-    """Host arrays of one factor signature (f_type, argument types, param shapes)."""
+    """Host arrays of one factor signature (f_type, argument types, param shapes), one
+    row per factor: what the solvers see (slots, parameters, whitening, kernel, rank)
+    and the bookkeeping (factor id, variable ids; -1 in free rows)."""
 
     label = "factor type"
 
     def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity, isotropic=False):
         self.spec = spec
+        self.number = -1  # position among its model's batches (set by WorldModel)
         self.isotropic = bool(isotropic)
         self.arg_types = tuple(arg_types)
         self.param_shapes = dict(param_shapes)
         self.residual_dim = residual_dim
         self.slots = np.zeros((0, len(arg_types)), dtype=np.int32)
+        self.fids = np.zeros(0, dtype=np.int64)  # factor id of each used row
+        self.vids = np.zeros((0, len(arg_types)), dtype=np.int64)  # variable ids of each used row
         self.params = {k: np.zeros((0,) + s) for k, s in self.param_shapes.items()}
         self.sqrt_info = np.zeros((0, residual_dim, residual_dim))
         self.kind = np.zeros(0, dtype=np.int32)
@@ -155,6 +166,8 @@ class _Group(_SlotPool):
     def _pad(self, pad: int) -> None:
         k = len(self.arg_types)
         self.slots = np.concatenate([self.slots, np.zeros((pad, k), dtype=np.int32)])
+        self.fids = np.concatenate([self.fids, np.full(pad, -1, dtype=np.int64)])
+        self.vids = np.concatenate([self.vids, np.full((pad, k), -1, dtype=np.int64)])
         for name, shape in self.param_shapes.items():
             self.params[name] = np.concatenate([self.params[name], np.zeros((pad,) + shape)])
         d = self.residual_dim
@@ -180,6 +193,11 @@ class _Group(_SlotPool):
             residual_dim=self.residual_dim,
             isotropic=self.isotropic,
         )
+
+    def factors_on(self, var_ids: np.ndarray) -> np.ndarray:
+        """Ids of the used rows' factors that involve any of ``var_ids``."""
+        hit = self.used & np.isin(self.vids, var_ids).any(axis=1)
+        return self.fids[hit]
 
     def check_isotropic(self, sqrt_info: np.ndarray) -> None:
         """Raise unless every (d, d) matrix is a scalar times I (isotropic groups only)."""
@@ -211,9 +229,10 @@ class WorldModel:
         self._factor_capacity = dict(factor_capacity or {})
         self._slots: dict[str, _TypeSlots] = {}
         self._vars: dict[int, _Var] = {}
-        self._var_factors: dict[int, set[int]] = {}  # var id -> ids of its factors
-        self._factors: dict[int, _Factor] = {}
+        # factors live in their batch's rows (fids, vids); the index maps ids to rows
         self._groups: dict[tuple, _Group] = {}
+        self._group_keys: list[tuple] = []  # batch number -> key (creation order)
+        self._index_by_id = FactorIndex()  # factor id -> (batch number, row), vectorised
         self._type_rank: dict[str, int] = {}
         self._next_var = 0
         self._next_factor = 0
@@ -286,13 +305,11 @@ class WorldModel:
         """``remove_variable`` for many ids (each must have no factors left)."""
         ids = [int(v) for v in np.asarray(var_ids, dtype=np.int64).reshape(-1)]
         for vid in ids:
-            v = self._var(vid)
-            if self._var_factors.get(vid):
-                raise ValueError(f"variable {vid} still has factors {sorted(self._var_factors[vid])[:5]}")
+            self._var(vid)
+        self._check_no_factors(ids)
         by_type: dict[str, list[int]] = {}
         for vid in ids:
             v = self._vars.pop(vid)
-            self._var_factors.pop(vid, None)
             by_type.setdefault(v.type_name, []).append(v.slot)
         for name, rows in by_type.items():
             self._slots[name].release_many(np.array(rows, dtype=np.int64))
@@ -362,14 +379,22 @@ class WorldModel:
     def remove_variable(self, var_id: int) -> None:
         """Free a variable's slot; it must have no factors left."""
         v = self._var(var_id)
-        users = self._var_factors.get(int(var_id))
-        if users:
-            raise ValueError(f"variable {var_id} still has factors {sorted(users)[:5]}")
+        self._check_no_factors([int(var_id)])
         self._slots[v.type_name].release(v.slot)
         del self._vars[var_id]
-        self._var_factors.pop(int(var_id), None)
         self._index = None
         self._graph = None
+
+    def _check_no_factors(self, var_ids) -> None:
+        """ValueError naming a variable of ``var_ids`` that still has factors (and a few of them)."""
+        ids = np.asarray(var_ids, dtype=np.int64)
+        if not len(ids):
+            return
+        for g in self._groups.values():
+            hit = g.used & np.isin(g.vids, ids).any(axis=1)
+            if hit.any():
+                vid = int(g.vids[hit][np.isin(g.vids[hit], ids)][0])
+                raise ValueError(f"variable {vid} still has factors {self.variable_factor_ids(vid)[:5]}")
 
     def _var(self, var_id: int) -> _Var:
         try:
@@ -405,12 +430,16 @@ class WorldModel:
         if ids.ndim != 2 or ids.shape[0] == 0:
             raise ValueError(f"var_ids must be (m, k) with m >= 1, got shape {ids.shape}")
         m = ids.shape[0]
-        flat = [self._var(v) for v in ids.reshape(-1).tolist()]
+        known = self._vars
+        try:
+            flat = [known[v] for v in ids.reshape(-1).tolist()]
+        except KeyError as exc:
+            raise KeyError(f"unknown variable id {exc.args[0]}") from None
         n_args = ids.shape[1]
         arg_names = tuple(r.type_name for r in flat[:n_args])
         arg_types = tuple(self._types[n] for n in arg_names)
         for a in range(n_args):
-            if any(r.type_name != arg_names[a] for r in flat[a::n_args]):
+            if {r.type_name for r in flat[a::n_args]} != {arg_names[a]}:
                 raise ValueError(f"add_factors({f_type!r}): all factors must have the same variable types")
         values = {}
         for k, v in params.items():
@@ -437,15 +466,9 @@ class WorldModel:
         self._type_rank[f_type] = first_rank + m
         fids = np.arange(self._next_factor, self._next_factor + m)
         self._next_factor += m
-        var_factors = self._var_factors
-        for fid, row, vids in zip(fids.tolist(), rows.tolist(), map(tuple, ids.tolist())):
-            self._factors[fid] = _Factor(key, row, vids)
-            for v in vids:
-                users = var_factors.get(v)
-                if users is None:
-                    var_factors[v] = {fid}
-                else:
-                    users.add(fid)
+        self._index_by_id.add(fids, group.number, rows)
+        group.fids[rows] = fids
+        group.vids[rows] = ids
         self._graph = None
         return fids
 
@@ -458,7 +481,9 @@ class WorldModel:
             examples = {k: np.zeros(v) for k, v in shapes.items()}
             d = self._residual_dim(spec, arg_types, examples)
             group = _Group(spec, arg_types, shapes, d, self._factor_capacity.get(spec.f_type, 0), isotropic)
+            group.number = len(self._group_keys)
             self._groups[key] = group
+            self._group_keys.append(key)
             self._graph = None
         return key, group
 
@@ -517,16 +542,11 @@ class WorldModel:
         ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1)
         if not ids.size:
             return
-        factors = self._factors
-        try:
-            recs = [factors[f] for f in ids.tolist()]
-        except KeyError as exc:
-            raise KeyError(f"unknown factor id {exc.args[0]}") from None
-        key = recs[0].group
-        if any(r.group != key for r in recs):
+        numbers, rows = self._index_by_id.lookup(ids)  # KeyError on an unknown id
+        if np.any(numbers != numbers[0]):
             raise ValueError("set_factors: all factors must be of one batch (type and signature)")
+        key = self._group_keys[int(numbers[0])]
         g = self._groups[key]
-        rows = np.fromiter((r.row for r in recs), dtype=np.int64, count=len(recs))
         for k, v in params.items():
             if k in weights.RESERVED_KEYS:
                 continue
@@ -546,50 +566,49 @@ class WorldModel:
 
     def remove_factor(self, factor_id: int) -> None:
         """Free a factor's slot (masked out of every later solve)."""
-        f = self._factor(factor_id)
-        self._groups[f.group].release(f.row)
-        del self._factors[int(factor_id)]
-        for v in f.var_ids:
-            self._var_factors[v].discard(int(factor_id))
-        self._graph = None
+        self.remove_factors([factor_id])
 
     def remove_factors(self, factor_ids) -> None:
         """``remove_factor`` for many ids at once."""
-        ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1).tolist()
-        if not ids:
+        ids = np.asarray(factor_ids, dtype=np.int64).reshape(-1)
+        if not len(ids):
             return
-        recs = [self._factor(f) for f in ids]
-        rows_by_group: dict[tuple, list[int]] = {}
-        var_factors = self._var_factors
-        for fid, f in zip(ids, recs):
-            rows_by_group.setdefault(f.group, []).append(f.row)
-            del self._factors[fid]
-            for v in f.var_ids:
-                var_factors[v].discard(fid)
-        for key, rows in rows_by_group.items():
-            self._groups[key].release_many(np.array(rows, dtype=np.int64))
+        numbers, rows = self._index_by_id.lookup(ids)  # KeyError on an unknown id
+        if len(np.unique(ids)) != len(ids):
+            raise KeyError(f"factor ids repeated in one removal: {ids[:5].tolist()}")
+        for number in np.unique(numbers).tolist():
+            g = self._groups[self._group_keys[number]]
+            r = rows[numbers == number]
+            g.fids[r] = -1
+            g.vids[r] = -1
+            g.release_many(r)
+        self._index_by_id.remove(ids)
         self._graph = None
 
     def _factor(self, factor_id: int) -> _Factor:
-        try:
-            return self._factors[int(factor_id)]
-        except KeyError:
-            raise KeyError(f"unknown factor id {factor_id}") from None
+        numbers, rows = self._index_by_id.lookup([int(factor_id)])  # KeyError on an unknown id
+        key = self._group_keys[int(numbers[0])]
+        row = int(rows[0])
+        return _Factor(key, row, tuple(self._groups[key].vids[row].tolist()))
 
     def factor_ids(self, f_type: str | None = None) -> list[int]:
-        return [fid for fid, f in self._factors.items() if f_type is None or f.group[0] == f_type]
+        ids, numbers = self._index_by_id.ids, self._index_by_id.numbers
+        if f_type is not None:
+            ids = ids[np.isin(numbers, [i for i, k in enumerate(self._group_keys) if k[0] == f_type])]
+        return ids.tolist()
 
     def variable_factor_ids(self, var_id: int) -> list[int]:
         """Ids of the factors that involve variable ``var_id``."""
         self._var(var_id)
-        return sorted(self._var_factors.get(int(var_id), ()))
+        found = [g.factors_on(np.array([int(var_id)])) for g in self._groups.values()]
+        return sorted(np.concatenate(found).tolist()) if found else []
 
     def factor_var_ids(self, factor_id: int) -> tuple[int, ...]:
         return self._factor(factor_id).var_ids
 
     @property
     def num_factors(self) -> int:
-        return len(self._factors)
+        return len(self._index_by_id)
 
     # ---- packing ------------------------------------------------------
     @property
