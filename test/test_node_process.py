@@ -83,4 +83,4 @@ def test_node_process_maps_and_publishes_to_another_process():
     assert got["odometry"][-1].header.frame_id == "map"
     assert np.any(np.array(got["odometry"][-1].pose.covariance) != 0)
     assert len(got["voxels"][-1].markers[0].points) > 100
-    assert "solver compiled" in log and "listening on /robot/odom and /robot/points" in log
+    assert "warm-up: 2 programs built" in log and "listening on /robot/odom and /robot/points" in log

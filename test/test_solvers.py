@@ -167,7 +167,7 @@ def test_lm_with_an_unavailable_sparse_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cvxopt.cholmod", None)
     wm, _, _ = chain_model(5, 0.1)
     x0, _ = wm.pack_state()
-    cfg = LMConfig(linear_solver="sparse", sparse_backend="cholmod", max_iters=7)  # a trace of its own
+    cfg = LMConfig(linear_solver="sparse", sparse_backend="cholmod")  # 5 poses: a graph of its own, so a trace
     with pytest.raises(SparseBackendUnavailable, match=r"'cholmod' is not available.*pip install cvxopt==1\.3\.3"):
         solve(wm.fg, x0, cfg=cfg)
     with pytest.raises(ValueError, match="sparse_backend"):

@@ -31,3 +31,8 @@ def counted_jit(fn: Callable, name: str | None = None, **jit_kwargs) -> Callable
 def compile_count(name: str | None = None) -> int:
     """Compilations so far of entry ``name``, or of all counted entries."""
     return _COUNTS[name] if name is not None else sum(_COUNTS.values())
+
+
+def compile_counts() -> dict[str, int]:
+    """A snapshot of the compilations so far per entry name."""
+    return dict(_COUNTS)

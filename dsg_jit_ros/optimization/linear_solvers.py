@@ -83,7 +83,7 @@ def pcg_solve(graph: FactorGraph, lins, x, g, lam, min_diag: float, tol: float, 
         p = z + (rz_new / rz) * p
         return xk, r, z, p, rz_new, k + 1
 
-    init = (x0, r0, z0, z0, jnp.dot(r0, z0), jnp.array(0))
+    init = (x0, r0, z0, z0, jnp.dot(r0, z0), jnp.zeros((), jnp.int32))  # not weakly typed: one trace of body
     xk, _, _, _, _, k = jax.lax.while_loop(cond, body, init)
     return xk, k
 

@@ -88,7 +88,7 @@ def _batch_linearize(b: FactorBatch, blocks, lifted, dof_masks) -> tuple[BatchLi
     return BatchLinearization(r, jacs), cost
 
 
-def linearize(graph: FactorGraph, x: jnp.ndarray):
+def _linearize(graph: FactorGraph, x: jnp.ndarray):
     """(list of BatchLinearization, total cost) of ``graph`` at flat state ``x``."""
     blocks = graph.layout.split(x)
     lifted = lift_blocks(graph.layout, blocks)
@@ -98,6 +98,15 @@ def linearize(graph: FactorGraph, x: jnp.ndarray):
         lins.append(lin)
         cost = cost + c
     return lins, cost
+
+
+# A jit of its own, so that it is traced once per graph structure and shared: the LM
+# solve linearises in two places and the covariance in a third; each call inside
+# another jitted function reuses the cached trace and lowers to a call of one
+# function (XLA inlines it, so the compiled code is the same).  Tracing, redone in
+# every process, is most of a warm start-up.
+linearize = jax.jit(_linearize)
+linearize.__doc__ = _linearize.__doc__
 
 
 def _zeros_blocks(graph: FactorGraph, x: jnp.ndarray):

@@ -8,17 +8,21 @@ forward-mode Jacobian (fine for the small problems it is meant for).
 
 ``levenberg_marquardt`` is the production solver: adaptive damping, convergence
 tests, dense or PCG linear solves, a ``lax.while_loop`` so it runs to
-convergence in one compiled call.  ``solve`` is its jitted, compile-counted entry.
+convergence in one compiled call.  ``solve`` is its jitted, compile-counted entry;
+its iteration caps and tolerances (``RUNTIME_FIELDS``) are data of the compiled
+program, so changing them never recompiles.
 All costs follow GTSAM's convention ``0.5 * sum rho(|W e|^2)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dsg_jit_ros.optimization import linear_solvers
 from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS
@@ -184,7 +188,8 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
     """Run LM to convergence on ``graph`` from ``x0`` (jit-compatible; cfg static).
 
     ``max_iters`` (optional, traced): a lower iteration cap for this call than
-    ``cfg.max_iters``; calls passing different values share one executable.
+    ``cfg.max_iters``; calls passing different values share one executable.  At
+    least one iteration runs.
     """
     iter_cap = cfg.max_iters if max_iters is None else jnp.minimum(max_iters, cfg.max_iters)
     layout = graph.layout
@@ -208,24 +213,26 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         return linear_solvers.pcg_solve(graph, lins, x, g, lam, cfg.min_diag, cfg.pcg_tol, cfg.pcg_max_iters,
                                         scaled=marquardt)
 
-    # keep_linearization: the loop linearises at the top of an iteration only after an
-    # accepted step; the first iteration uses the linearisation at x0, which also gives
-    # the initial cost (no separate cost pass).  Otherwise every iteration linearises
-    # and the first one's cost is the initial cost.
+    # The loop linearises at the top of every iteration, or (keep_linearization) of the
+    # first and of those after an accepted step, carrying the linearisation so that a
+    # rejected step retries without linearising again; the first iteration's cost is the
+    # initial cost (no separate cost pass).  The linearisation appears once in the
+    # program (a copy before the loop made XLA's compile ~30 % longer): the carry starts
+    # with zeros of its shape.  At least one iteration runs.
     dtype = x0.dtype
     keep = cfg.keep_linearization
-    if keep:
-        lin0 = lin_at(x0)
-        cost0 = lin0[1]
-    else:
-        cost0 = jnp.asarray(jnp.inf, dtype)  # set by the first iteration
+    iter_cap = jnp.maximum(iter_cap, 1)
+    # counters typed as the body returns them: a weakly typed jnp.array(0) made
+    # while_loop trace the body twice (the trace, not XLA, is most of a warm start)
+    count = jnp.zeros((), jnp.int32)
+    unset = jnp.asarray(jnp.inf, dtype)  # costs: set by the first iteration
     init = dict(
-        x=x0, fresh=jnp.array(True), cost=cost0, cost0=cost0,
-        lam=jnp.asarray(cfg.lambda_init, dtype), it=jnp.array(0), acc=jnp.array(0),
-        done=jnp.array(False), conv=jnp.array(False), lin_it=jnp.array(0),
+        x=x0, fresh=jnp.array(False), cost=unset, cost0=unset,
+        lam=jnp.asarray(cfg.lambda_init, dtype), it=count, acc=count,
+        done=jnp.array(False), conv=jnp.array(False), lin_it=count,
     )
     if keep:
-        init["lin"] = lin0
+        init["lin"] = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lin_at, x0))
     if cfg.keep_factor:
         n_red = sum(t.dim * c for t, c in zip(layout.types, layout.capacities) if t.manifold != "euclidean")
         init["factor"] = jnp.eye(n_red, dtype=dtype)  # replaced by the first iteration
@@ -237,12 +244,11 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         x, lam = s["x"], s["lam"]
         if keep:
             lin = jax.lax.cond(s["fresh"], lambda: s["lin"], lambda: lin_at(x))
-            cost, cost0 = s["cost"], s["cost0"]
         else:
             lin = lin_at(x)
-            first = s["it"] == 0
-            cost = jnp.where(first, lin[1], s["cost"])
-            cost0 = jnp.where(first, lin[1], s["cost0"])
+        first = s["it"] == 0
+        cost = jnp.where(first, lin[1], s["cost"])
+        cost0 = jnp.where(first, lin[1], s["cost0"])
         lins, _, g = lin
         delta, lin_it, *factor = solve_step(lins, x, g, lam)
         x_new = retract_state(layout, x, delta)
@@ -262,7 +268,7 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
         out = dict(
             x=x2, fresh=~accept, cost=cost2, cost0=cost0, lam=lam2, it=s["it"] + 1,
             acc=s["acc"] + accept.astype(jnp.int32), done=done, conv=conv,
-            lin_it=s["lin_it"] + lin_it,
+            lin_it=s["lin_it"] + lin_it.astype(jnp.int32),
         )
         if keep:
             out["lin"] = lin
@@ -277,7 +283,51 @@ def levenberg_marquardt(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMC
     )
 
 
-solve = counted_jit(levenberg_marquardt, name="levenberg_marquardt", static_argnames=("cfg",))
+# LMConfig fields that are data of the compiled solve, not part of the program: solves
+# differing only in these share one executable (jaxls splits its config the same way).
+# ``min_diag`` stays static: the host sparse solve takes it as a Python float.
+RUNTIME_FIELDS = ("max_iters", "lambda_init", "lambda_factor", "lambda_max", "rel_tol", "abs_tol", "step_tol",
+                  "pcg_tol", "pcg_max_iters")
+_STATIC_DEFAULTS = {name: LMConfig.__dataclass_fields__[name].default for name in RUNTIME_FIELDS}
+
+
+class _TracedConfig:
+    """An LMConfig inside the jitted solve: ``RUNTIME_FIELDS`` are traced scalars, the
+    other fields (which choose the program: linear solver, damping, ...) static."""
+
+    def __init__(self, static: LMConfig, runtime: dict):
+        self._static, self._runtime = static, runtime
+
+    def __getattr__(self, name):
+        runtime = self.__dict__["_runtime"]
+        return runtime[name] if name in runtime else getattr(self.__dict__["_static"], name)
+
+
+def _levenberg_marquardt_split(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig, runtime: dict) -> LMResult:
+    return levenberg_marquardt(graph, x0, _TracedConfig(cfg, runtime))
+
+
+_solve = counted_jit(_levenberg_marquardt_split, name="levenberg_marquardt", static_argnames=("cfg",))
+
+
+def split_config(cfg: LMConfig, max_iters=None) -> tuple[LMConfig, dict]:
+    """(static part, runtime part) of ``cfg``: the static part has ``RUNTIME_FIELDS`` at
+    their defaults (it keys the compiled program), the runtime part holds their values
+    as numpy scalars (float64; int32 for iteration caps), ``max_iters`` lowered to the
+    call's cap when given."""
+    cap = cfg.max_iters if max_iters is None else np.minimum(max_iters, cfg.max_iters)
+    runtime = {name: np.float64(getattr(cfg, name)) for name in RUNTIME_FIELDS}
+    runtime["max_iters"], runtime["pcg_max_iters"] = np.int32(cap), np.int32(cfg.pcg_max_iters)
+    return dataclasses.replace(cfg, **_STATIC_DEFAULTS), runtime
+
+
+def solve(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig(), max_iters=None) -> LMResult:
+    """``levenberg_marquardt`` compiled (and counted as ``levenberg_marquardt``): one
+    executable per graph structure and static part of ``cfg``.  Iteration caps and
+    tolerances (``RUNTIME_FIELDS``) and ``max_iters`` (a lower cap for this call) are
+    passed as data, so changing them never recompiles."""
+    static, runtime = split_config(cfg, max_iters)
+    return _solve(graph, x0, cfg=static, runtime=runtime)
 
 
 def gauss_newton(graph: FactorGraph, x0: jnp.ndarray, cfg: GNConfig = GNConfig()) -> jnp.ndarray:

@@ -153,11 +153,9 @@ class SlamNode(LifecycleNode):
                 self.get_logger().info(f"compile cache: {cache}")
             except OSError as err:  # an unwritable directory costs start-up time, not the node
                 self.get_logger().warning(f"compile cache {self.cfg.compile_cache!r} not used: {err}")
-        if self.cfg.warmup:
-            self.warmup_s = self.pipeline.warm_up()
-            self.get_logger().info(f"solver compiled in {self.warmup_s:.1f} s (warm-up); no compile after this")
-            if self.pipeline.graph_ready is not None and not self.pipeline.graph_ready.is_set():
-                self.get_logger().info("the global graph's solve is still compiling, in the background")
+        if self.cfg.warmup:  # the global graph's solve compiles later, once active (on_activate)
+            self.warmup_s = self.pipeline.warm_up(graph=False)
+            self.get_logger().info(self.pipeline.warmup_message(self.warmup_s))
         # what exists now (compiled programs, modules) lives as long as the node: keep
         # it out of full garbage collections, which caused the worst latency spikes
         gc.collect()
@@ -187,7 +185,19 @@ class SlamNode(LifecycleNode):
             f"active: listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
             f"{self.cfg.odom_frame} -> {self.cfg.base_frame}, clouds in {self.cfg.cloud_frame}")
+        if self.pipeline.warm_up_graph():  # needed once a keyframe leaves the window, not before
+            self.get_logger().info("the global graph's solve compiles in the background")
+            threading.Thread(target=self._log_graph_ready, args=(self.pipeline,), name="dsg_jit_graph_log",
+                             daemon=True).start()
         return result
+
+    def _log_graph_ready(self, pipeline: SlamPipeline) -> None:
+        """Log the end of the global graph's background compile, and keep what it built
+        out of full garbage collections as on_configure does for the window's."""
+        pipeline.graph_ready.wait()
+        gc.freeze()
+        if pipeline.graph_warmup_s is not None:
+            self.get_logger().info(f"global graph's solve compiled in {pipeline.graph_warmup_s:.1f} s (background)")
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._unsubscribe()

@@ -15,6 +15,7 @@ operations, not a Python loop per factor.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -512,16 +513,7 @@ class WorldModel:
 
     @staticmethod
     def _residual_dim(spec: ResidualSpec, arg_types, values) -> int:
-        x = jax.ShapeDtypeStruct((sum(t.dim for t in arg_types),), jnp.float64)
-        p = {k: jax.ShapeDtypeStruct(v.shape, jnp.float64) for k, v in values.items()}
-        try:
-            out = jax.eval_shape(lambda xx, pp: spec(xx, pp, arg_types), x, p)
-        except Exception as exc:  # residual functions raise anything on bad shapes
-            names = [t.name for t in arg_types]
-            raise ValueError(f"factor {spec.f_type!r} on {names}: residual failed: {exc}") from exc
-        if len(out.shape) != 1:
-            raise ValueError(f"factor {spec.f_type!r}: residual must be a vector, got shape {out.shape}")
-        return int(out.shape[0])
+        return _residual_dim(spec, tuple(arg_types), tuple(sorted((k, np.shape(v)) for k, v in values.items())))
 
     def set_factor_params(self, factor_id: int, **params) -> None:
         """Change a factor's parameters (and/or weight / kernel) in place."""
@@ -702,3 +694,21 @@ class GraphResidual:
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         return graph_residual(self.graph, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _residual_dim(spec: ResidualSpec, arg_types: tuple, shapes: tuple) -> int:
+    """Residual length of ``spec`` on ``arg_types`` with parameters of ``shapes`` ((name,
+    shape) pairs), from one trace (``jax.eval_shape``).  Cached: it depends on nothing
+    else, and a node builds its window's and graph's models several times at start-up
+    (warm-up, reset; ~0.1 s of tracing each)."""
+    x = jax.ShapeDtypeStruct((sum(t.dim for t in arg_types),), jnp.float64)
+    p = {k: jax.ShapeDtypeStruct(shape, jnp.float64) for k, shape in shapes}
+    try:
+        out = jax.eval_shape(lambda xx, pp: spec(xx, pp, arg_types), x, p)
+    except Exception as exc:  # residual functions raise anything on bad shapes
+        names = [t.name for t in arg_types]
+        raise ValueError(f"factor {spec.f_type!r} on {names}: residual failed: {exc}") from exc
+    if len(out.shape) != 1:
+        raise ValueError(f"factor {spec.f_type!r}: residual must be a vector, got shape {out.shape}")
+    return int(out.shape[0])
