@@ -19,6 +19,7 @@ from conftest import REPO
 LAUNCH = REPO / "launch"
 RVIZ = REPO / "config" / "dsg_jit_ros.rviz"
 SLAM_NODE = REPO / "dsg_jit_ros" / "ros" / "slam_node.py"
+NODE_OUTPUTS = REPO / "dsg_jit_ros" / "ros" / "outputs.py"  # the node's publishers
 PACKAGE = "dsg_jit_ros"
 
 
@@ -42,12 +43,14 @@ def _strings(path: Path) -> set[str]:
 
 
 def _node_topics() -> tuple[str, set[str]]:
-    """The node's name and the topics it publishes, read from slam_node.py's source."""
+    """The node's name and the topics it publishes, read from the source of slam_node.py
+    and of ros/outputs.py (its publishers)."""
     tree = _tree(SLAM_NODE)
     name = next(n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
                 and any(isinstance(t, ast.Name) and t.id == "NODE_NAME" for t in n.targets))
-    topics = {c.args[1].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-              and _call_name(c) in ("create_publisher", "create_lifecycle_publisher") and len(c.args) > 1 and isinstance(c.args[1], ast.Constant)}
+    topics = {c.args[1].value for source in (SLAM_NODE, NODE_OUTPUTS) for c in ast.walk(_tree(source))
+              if isinstance(c, ast.Call) and _call_name(c) in ("create_publisher", "create_lifecycle_publisher")
+              and len(c.args) > 1 and isinstance(c.args[1], ast.Constant)}
     return name, topics
 
 
