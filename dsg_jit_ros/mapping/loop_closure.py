@@ -108,9 +108,9 @@ class LoopCloser:
     def process(self, graph: GlobalGraph, newest: int) -> list[LoopAttempt]:
         """Try to close loops from node ``newest``; returns the attempts.  A verified loop
         waits for a second one, verified within ``CONFIRM_WITHIN`` attempts and
-        ``CONFIRM_TRAVEL`` metres, that implies
-        the same correction of the map (within the loop edge's sigmas); then both are
-        added to the graph (returned ``accepted``).  A lone match is ``unconfirmed``."""
+        ``CONFIRM_TRAVEL`` metres, that implies the same correction of the map (within
+        the loop edge's sigmas); then both are added to the graph (returned
+        ``accepted``).  A lone match is ``unconfirmed``."""
         if not self.cfg.enabled:
             return []
         node = graph.nodes[newest]
