@@ -391,9 +391,9 @@ class WorldModel:
         if not len(ids):
             return
         for g in self._groups.values():
-            hit = g.used & np.isin(g.vids, ids).any(axis=1)
-            if hit.any():
-                vid = int(g.vids[hit][np.isin(g.vids[hit], ids)][0])
+            hit = g.factors_on(ids)
+            if len(hit):
+                vid = next(v for v in self._factor(int(hit[0])).var_ids if v in set(ids.tolist()))
                 raise ValueError(f"variable {vid} still has factors {self.variable_factor_ids(vid)[:5]}")
 
     def _var(self, var_id: int) -> _Var:
