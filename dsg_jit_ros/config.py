@@ -186,8 +186,11 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("loop.enabled", False, "Close loops: verified loop edges in the global pose graph of every keyframe "
                   "that left the window (solved in a thread of its own), then the window and map re-based; the window "
                   "tracks only the last loop.min_interval seconds of map (see README)."),
-        ParamSpec("loop.capacity", 2048, "Keyframes in the global graph (fixed: sets compiled shapes; the solve's cost "
-                  "grows with it); older ones are merged away.", 4, 10_000_000),
+        ParamSpec("loop.capacity", 8192, "Keyframes in the global graph; older ones are merged away (frozen, no "
+                  "longer loop candidates): it bounds memory and the longest loop that can close.", 4, 10_000_000),
+        ParamSpec("loop.initial_capacity", 2048, "Compiled size of the global graph at start (keyframes); it doubles "
+                  "as the graph grows, up to loop.capacity, each time recompiling its solve in the loop thread (a "
+                  "solve's cost grows with this size).", 4, 10_000_000),
         ParamSpec("loop.min_interval", 30.0, "A loop candidate is at least this much older (s); with loop closure the "
                   "window tracks the keyframes of this last span only.", 0.0, BIG),
         ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),

@@ -101,6 +101,26 @@ def test_the_graph_retires_its_oldest_nodes_at_capacity():
     assert np.allclose(g.all_poses(), truth, atol=1e-9)
 
 
+def test_the_graph_grows_its_compiled_size_before_it_retires():
+    """Initial capacity 8, capacity 64: 41 nodes and a loop fit without retiring (a loop can
+    close onto the oldest node), the shapes doubled (8 -> 16 -> 32 -> 64), that growth's
+    recompilation is counted apart, and the solve equals the same graph compiled at 64 from
+    the start (the oracle: identical problem, only the padding differs)."""
+    truth = _square_loop()
+    est = _drifting_chain(truth)
+    loop = np.linalg.inv(truth[0]) @ truth[-1]
+    grown = _graph(est, LoopConfig(enabled=True, initial_capacity=8, capacity=64))
+    fixed = _graph(est, LoopConfig(enabled=True, initial_capacity=64, capacity=64))
+    assert grown.first == 0 and fixed.first == 0
+    assert grown.wm.fg.state_size == fixed.wm.fg.state_size == 64 * 6
+    for g in (grown, fixed):
+        g.add_loop(0, len(truth) - 1, loop)
+        g.optimize()
+    np.testing.assert_allclose(grown.all_poses(), fixed.all_poses(), atol=1e-9)
+    assert grown.growth_compiles >= 1 and fixed.growth_compiles == 0
+    assert _ate(grown.all_poses(), truth) < 0.35 * _ate(est, truth)
+
+
 def test_recell_pools_cells_exactly():
     rng = np.random.default_rng(3)
     pts = rng.uniform(-2.0, 2.0, size=(4000, 3))

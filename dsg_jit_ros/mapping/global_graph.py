@@ -10,9 +10,13 @@ relative estimate, with sigmas that grow with the motion between them
 verification is refused by a chi-square test against the chain's propagated
 covariance before the solve, or removed after it when its residual stays large.
 
-The graph lives in one WorldModel of fixed capacity (``LoopConfig.capacity``
-nodes; the jitted LM with the host sparse Cholesky compiles once).  When it is
-full, the oldest eighth of the nodes is merged away at once: their poses stay as
+The graph lives in one WorldModel whose compiled shapes start at
+``LoopConfig.initial_capacity`` nodes and double as the graph grows (each growth
+recompiles the jitted LM with the host sparse Cholesky once, in the loop thread: a
+solve's cost grows with the padded capacity, so a short run keeps small shapes),
+up to ``LoopConfig.capacity`` live nodes.  A loop can only close onto a live node,
+so that bound is generous: at mit-csail's 3 keyframes/s, 8192 nodes are 45 minutes.
+When it is full, the oldest eighth of the nodes is merged away at once: their poses stay as
 they are (``all_poses``), their submaps are folded into one voxel map
 (``retired_map``, replaced by a new object each time so that a reader's copy stays
 valid) and dropped, so memory stays bounded by the mapped area, and the oldest
@@ -30,6 +34,7 @@ from dsg_jit_ros.mapping.association import CellObservations
 from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
 from dsg_jit_ros.mapping.voxel_map import VoxelMap
+from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
@@ -69,7 +74,8 @@ class LoopConfig:
     """
 
     enabled: bool = False
-    capacity: int = 2048
+    capacity: int = 8192
+    initial_capacity: int = 2048
     min_interval: float = 30.0
     search_radius: float = 2.0
     drift_per_metre: float = 0.02
@@ -90,8 +96,9 @@ class LoopConfig:
     solver_iterations: int = 20
 
     def __post_init__(self) -> None:
-        if self.capacity < 4:
-            raise ValueError(f"loop capacity must be >= 4 nodes, got {self.capacity}")
+        if self.capacity < 4 or self.initial_capacity < 4:
+            raise ValueError(f"loop capacity and initial_capacity must be >= 4 nodes, got {self.capacity} "
+                             f"and {self.initial_capacity}")
         for name in ("search_radius", "chain_sigma_translation", "chain_sigma_rotation", "sigma_translation",
                      "sigma_rotation", "kernel_scale", "max_residual", "max_rmse"):
             if not getattr(self, name) > 0:
@@ -155,8 +162,8 @@ class GlobalGraph:
         self.cfg = cfg
         self.planar = bool(planar)
         self.retired_map = VoxelMap(voxel_size)  # submaps of the retired nodes, at their last poses
-        self.wm = WorldModel(var_capacity={"pose_se3": cfg.capacity},
-                             factor_capacity={"between_se3": 2 * cfg.capacity, "prior": 1})
+        start = min(cfg.initial_capacity, cfg.capacity)
+        self.wm = WorldModel(var_capacity={"pose_se3": start}, factor_capacity={"between_se3": 2 * start, "prior": 1})
         self.wm.register_residual("between_se3", between_se3_residual)
         self.wm.register_residual("prior", prior_residual)
         self.wm.declare_factor_type("prior", ("pose_se3",), {"target": np.zeros(6)})
@@ -169,6 +176,9 @@ class GlobalGraph:
         self._chain: dict[int, int] = {}  # node index -> factor from the previous node
         self._retired: list[np.ndarray] = []  # last poses of the nodes merged away (index < first)
         self._checked: set[int] = set()  # loop factors that passed the chain test
+        fg = self.wm.fg  # the shapes the warm-up compiles (``mapping.warm_up``)
+        self._solved_shapes = (fg.state_size,) + tuple(b.mask.shape[0] for b in fg.batches)
+        self.growth_compiles = 0  # compilations caused by the capacity growing (see ``_solve``)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -285,8 +295,16 @@ class GlobalGraph:
         return m2 <= CHI2_999[len(dofs)]
 
     def _solve(self) -> None:
+        """One LM solve; the compilations of the first solve after the capacity grew are
+        counted in ``growth_compiles`` (planned: not a shape leak)."""
         cfg = LMConfig(linear_solver="sparse", max_iters=self.cfg.solver_iterations, rel_tol=1e-8)
-        result = solve(self.wm.fg, self.wm.state_vector(), cfg=cfg)
+        fg = self.wm.fg
+        shapes = (fg.state_size,) + tuple(b.mask.shape[0] for b in fg.batches)
+        before = compile_count()
+        result = solve(fg, self.wm.state_vector(), cfg=cfg)
+        if shapes != self._solved_shapes:
+            self.growth_compiles += compile_count() - before
+        self._solved_shapes = shapes
         self.wm.update_from_state(result.x)
 
     def _whitened_error(self, edge: LoopEdge) -> float:

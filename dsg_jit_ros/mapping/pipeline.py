@@ -298,10 +298,12 @@ class SlamPipeline:
         return self._t_map_odom
 
     def compilations_after_warmup(self) -> int:
-        """Compilations since ``warm_up`` (or the first keyframe without it); target 0."""
+        """Compilations since ``warm_up`` (or the first keyframe without it); target 0.
+        The global graph's recompiles when its capacity doubles are planned, not counted."""
         if self._warm_compiles is None:
             return 0
-        return compile_count() - self._warm_compiles
+        grown = self.global_map.graph.growth_compiles if self.global_map is not None else 0
+        return compile_count() - self._warm_compiles - grown
 
     def count(self, reason: str, n: int = 1) -> None:
         """Add ``n`` to the dropped-input counter ``reason`` (thread-safe)."""
