@@ -193,6 +193,8 @@ PARAMS: tuple[ParamSpec, ...] = (
                   "solve's cost grows with this size).", 4, 10_000_000),
         ParamSpec("loop.min_interval", 30.0, "A loop candidate is at least this much older (s); with loop closure the "
                   "window tracks the keyframes of this last span only.", 0.0, BIG),
+        ParamSpec("loop.horizon_travel", 0.0, "With loop closure the window also tracks the keyframes of this last "
+                  "travel (m), however old: a robot wandering in one room keeps tracking it.", 0.0, BIG),
         ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),
         ParamSpec("loop.drift_per_metre", 0.02, "... plus this much per metre travelled since the candidate (m/m).",
                   0.0, BIG),

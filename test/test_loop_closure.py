@@ -36,7 +36,13 @@ def _run(ring, loops: bool, background: bool = False):
     pipe.warm_up()
     for t, o, c in zip(stamps, odom, scans):
         pipe.add_odometry(t, o)
-        pipe.add_cloud(t, c)
+        if background:  # as the node: publish first, then the covariance and the map's upkeep
+            pipe.ingest_cloud(t, c)
+            if pipe.process_ready(covariance=False, maintenance=False):
+                pipe.refresh_covariance()
+                pipe.maintain_map()
+        else:
+            pipe.add_cloud(t, c)
     pipe.finish()
     pipe.close()
     return pipe, poses_at(pipe, stamps, odom)
@@ -96,8 +102,9 @@ def test_loop_closure_removes_the_drift_and_the_second_copy(ring, open_loop):
 
 
 def test_loop_closure_in_its_own_thread(ring, open_loop):
-    """The node's mode: the loop worker runs beside the window; at the end every keyframe
-    is a graph node, loops were solved and applied, and the drift is gone as inline."""
+    """The node's mode: the loop worker runs beside the window and the map's upkeep (a
+    solve's re-base, the tracking horizon) follows each keyframe's update; at the end every
+    keyframe is a graph node, loops were solved and applied, and the drift is gone as inline."""
     _, truth, _, _ = ring
     _, est_open = open_loop
     pipe, est = _run(ring, loops=True, background=True)

@@ -77,6 +77,7 @@ class LoopConfig:
     capacity: int = 8192
     initial_capacity: int = 2048
     min_interval: float = 30.0
+    horizon_travel: float = 0.0
     search_radius: float = 2.0
     drift_per_metre: float = 0.02
     drift_rotation_per_metre: float = 0.004

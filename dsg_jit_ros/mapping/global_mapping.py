@@ -8,10 +8,13 @@ frozen map are re-based, keyframes frozen after the solve's snapshot move rigidl
 the newest node it covered.
 
 Tracking horizon (loop closure on, mapping mode): the window tracks against the
-keyframes of the last ``loop.min_interval`` seconds only (older ones are taken out
-of its frozen map one by one, exactly as they went in), so a revisit after a loop is found by loop closure and
-spread over the loop, not snapped onto the old map by the window; the whole map is kept
-apart (``full_map``) for outputs.  Stamps in seconds, poses ``T_map_body``.
+keyframes of the last ``loop.min_interval`` seconds or ``loop.horizon_travel`` metres
+of travel only (older ones are taken out of its frozen map one by one, exactly as they
+went in), so a revisit after a loop is found by loop closure and spread over the loop,
+not snapped onto the old map by the window; a robot wandering in one room for minutes
+keeps tracking the room (its drift over a few metres is small: nothing to spread).
+The whole map is kept apart (``full_map``) for outputs.  Stamps in seconds, poses
+``T_map_body``, travel in metres along the keyframes that left the window.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ class GlobalMapping:
         self.loops_closed = 0  # accepted loops applied to the map
         self.horizon = cfg.loop.min_interval if cfg.loop.enabled and cfg.mode == "mapping" else None
         self.full_map = LocalMap(w.voxel.size, w.surface) if self.horizon is not None else None
-        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose) as in the tracked map
+        self._recent: deque = deque()  # (stamp, cells, T_map_body, keying pose, travel) as in the tracked map
+        self._travel = 0.0  # m: travel along the keyframes that left the window, up to the newest
+        self._last_left: np.ndarray | None = None  # T_map_body of the newest keyframe that left
+        self._horizon_travel = cfg.loop.horizon_travel
+        self._stamp: float | None = None  # the newest keyframe's stamp (s)
         self._voxel = w.voxel.size
 
     @property
@@ -58,7 +65,7 @@ class GlobalMapping:
         self.worker.loaded = self._unplaced_base = len(frozen)
         if self.full_map is not None:
             self.full_map.rebuild(frozen)
-            self._recent = self._tracked(np.asarray(stamps, dtype=np.float64), frozen, -np.inf)
+            self._recent = self._tracked(np.asarray(stamps, dtype=np.float64), frozen, -np.inf, np.inf)
 
     def counts(self) -> dict[str, float]:
         """Global graph and loop-closure counters (for ``~/status``)."""
@@ -67,10 +74,12 @@ class GlobalMapping:
                 "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
                 "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
 
-    def after_keyframe(self, stamp: float) -> tuple[str, ...]:
-        """Keyframes that left the window go to the global graph; a finished global solve
-        re-bases the window and the frozen map; with a tracking horizon, keyframes older
-        than it leave the tracked map.  ``stamp``: the newest keyframe's.  Returns notices."""
+    def after_keyframe(self, stamp: float, maintain: bool = True) -> tuple[str, ...]:
+        """Keyframes that left the window go to the global graph; then (``maintain``, or
+        later by ``maintain()``: a node does it after publishing, off the keyframe's
+        latency) a finished global solve re-bases the window and the frozen map, and with
+        a tracking horizon, keyframes beyond it leave the tracked map.  ``stamp``: the
+        newest keyframe's.  Returns notices (none when maintenance is left for later)."""
         window = self.window
         leaving, window.leaving = window.leaving, []
         self._unplaced += leaving
@@ -78,7 +87,20 @@ class GlobalMapping:
         if self.horizon is not None:
             for k in leaving:  # the window froze them (cells, pose) into its tracked map
                 self.full_map.freeze(k.cells, k.t_map_body)
-                self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key))
+                if self._last_left is not None:
+                    self._travel += float(np.linalg.norm(k.t_map_body[:3, 3] - self._last_left[:3, 3]))
+                self._last_left = k.t_map_body
+                self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key, self._travel))
+        self._stamp = stamp
+        return self.maintain() if maintain else ()
+
+    def maintain(self) -> tuple[str, ...]:
+        """The map's upkeep after a keyframe (``after_keyframe``), or whenever a global
+        solve may have finished (a robot standing still makes no keyframes): apply it,
+        trim the tracked map to the horizon of the newest keyframe.  Returns notices."""
+        stamp = self._stamp
+        if stamp is None:
+            return ()
         update = self.worker.poll()
         notices = self._apply(update, stamp) if update is not None else ()
         # a future update covers at least the nodes in the graph now: those need no rigid move
@@ -91,7 +113,7 @@ class GlobalMapping:
 
     def flush(self) -> tuple[str, ...]:
         """Wait for the loop worker and apply what it finished; returns the notices."""
-        notices: tuple[str, ...] = ()
+        notices = self.maintain()
         while (update := self.worker.flush()) is not None:
             notices += self._apply(update)
         return notices
@@ -102,20 +124,27 @@ class GlobalMapping:
         return self.window.voxel_centres(self.full_map.frozen if self.full_map is not None else None)
 
     def _retrack(self, stamp: float) -> None:
-        """Keyframes older than the horizon leave the tracked map (``window.forget_frozen``)."""
+        """Keyframes beyond the horizon (older than it in time and in travel) leave the
+        tracked map (``window.forget_frozen``), oldest first."""
         if self.horizon is None:
             return
-        cut, old = stamp - self.horizon, []
-        while self._recent and self._recent[0][0] < cut:
+        cut, travel_cut, old = stamp - self.horizon, self._travel - self._horizon_travel, []
+        while self._recent and self._recent[0][0] < cut and self._recent[0][4] <= travel_cut:
             old.append(self._recent.popleft()[1:3])
         if old:
             self.window.forget_frozen(old)
 
-    def _tracked(self, stamps: np.ndarray, placed: list, cut: float) -> deque:
-        """(stamp, cells keyed as the map keys them, T_map_body, keying pose) of the ``placed``
-        keyframes ((cells, T_map_body, keying pose)) stamped ``cut`` or later."""
-        return deque((t, recell(c, k, self._voxel), p, k) for t, (c, p, k) in zip(stamps.tolist(), placed)
-                     if t >= cut and c is not None)
+    def _tracked(self, stamps: np.ndarray, placed: list, cut: float, span: float) -> deque:
+        """(stamp, cells keyed as the map keys them, T_map_body, keying pose, travel) of the
+        ``placed`` keyframes ((cells, T_map_body, keying pose), oldest first) stamped ``cut``
+        or later or less than ``span`` metres of travel before the newest; sets the travel up to it."""
+        xyz = np.array([p[:3, 3] for _, p, _ in placed]).reshape(-1, 3)
+        travel = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xyz, axis=0), axis=1))])[:len(placed)]
+        if len(placed):
+            self._travel, self._last_left = float(travel[-1]), placed[-1][1]
+        return deque((t, recell(c, k, self._voxel), p, k, d)
+                     for t, (c, p, k), d in zip(stamps.tolist(), placed, travel.tolist())
+                     if (t >= cut or d > self._travel - span) and c is not None)
 
     def _apply(self, update: GraphUpdate, stamp: float | None = None) -> tuple[str, ...]:
         """Re-base the window and the frozen map on a global solve.  With a tracking horizon
@@ -129,8 +158,8 @@ class GlobalMapping:
         if self.horizon is not None:
             self.full_map.rebuild(placed, update.retired_map)
             cut = -np.inf if stamp is None else stamp - self.horizon
-            self._recent = self._tracked(stamps, placed, cut)
-            self.window.rebase(c, [e[1:] for e in self._recent], trajectory, rekey=update.rekey)
+            self._recent = self._tracked(stamps, placed, cut, self._horizon_travel)
+            self.window.rebase(c, [e[1:4] for e in self._recent], trajectory, rekey=update.rekey)
         else:
             self.window.rebase(c, placed, trajectory, rekey=update.rekey, base=update.retired_map)
         self._unplaced, self._unplaced_base = list(extra), update.nodes

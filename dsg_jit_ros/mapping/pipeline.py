@@ -433,21 +433,33 @@ class SlamPipeline:
         """Selected keyframes not solved yet."""
         return len(self._ready)
 
-    def process_ready(self, max_keyframes: int | None = None, covariance: bool = True) -> list[KeyframeUpdate]:
+    def process_ready(self, max_keyframes: int | None = None, covariance: bool = True,
+                      maintenance: bool = True) -> list[KeyframeUpdate]:
         """Solve queued keyframes (all, or at most ``max_keyframes``) in order.
 
         ``covariance``: also compute each keyframe's covariance (when configured)
-        before returning its update; a node passes False, publishes, and then calls
-        ``refresh_covariance`` so that the covariance is not on the keyframe's latency.
+        before returning its update; ``maintenance``: also apply a finished loop-closure
+        solve and trim the tracked map (``GlobalMapping.maintain``).  A node passes False
+        for both, publishes, and then calls ``refresh_covariance`` and ``maintain_map``,
+        so that neither is on the keyframe's latency.
         """
         updates = []
         while self._ready and (max_keyframes is None or len(updates) < max_keyframes):
             cloud, t_odom_body = self._ready.popleft()
-            update = self._keyframe(cloud, t_odom_body)
+            update = self._keyframe(cloud, t_odom_body, maintenance)
             if covariance and self.refresh_covariance():
                 update = dataclasses.replace(update, covariance=self.covariance)
             updates.append(update)
         return updates
+
+    def maintain_map(self) -> tuple[tuple[str, ...], int]:
+        """The map's upkeep left by ``process_ready(maintenance=False)``: a finished
+        loop-closure solve re-bases the window and map (``t_map_odom`` moves), keyframes
+        beyond the tracking horizon leave the tracked map.  Returns (notices, loops closed)."""
+        closed_before = self.global_map.loops_closed
+        notices = self.global_map.maintain()
+        self._t_map_odom = self.window.t_map_odom
+        return notices, self.global_map.loops_closed - closed_before
 
     def refresh_covariance(self) -> bool:
         """Compute the newest keyframe's covariance into the ``covariance`` snapshot (when
@@ -504,16 +516,16 @@ class SlamPipeline:
                     "z, roll and pitch follow the odometry",)
         return ("3D clouds: estimating full SE(3) poses",)
 
-    def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
+    def _keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray, maintain: bool) -> KeyframeUpdate:
         """One keyframe through the window; the loop thread holds back meanwhile."""
         worker = self.global_map.worker
         worker.window_busy()
         try:
-            return self._solve_keyframe(cloud, t_odom_body)
+            return self._solve_keyframe(cloud, t_odom_body, maintain)
         finally:
             worker.window_done()
 
-    def _solve_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray) -> KeyframeUpdate:
+    def _solve_keyframe(self, cloud: _PendingCloud, t_odom_body: np.ndarray, maintain: bool) -> KeyframeUpdate:
         notices = self._decide_planar(cloud.points)
         before = (self.window.dropped_capacity, self.window.dropped_points)
         stats = self.window.add_keyframe(cloud.stamp, t_odom_body, cloud.points)
@@ -522,7 +534,7 @@ class SlamPipeline:
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
         closed_before = self.global_map.loops_closed
-        notices += self.global_map.after_keyframe(cloud.stamp)
+        notices += self.global_map.after_keyframe(cloud.stamp, maintain)
         self._t_map_odom = self.window.t_map_odom
         if self._warm_compiles is None and not self._warming:
             self._warm_compiles = compile_count()

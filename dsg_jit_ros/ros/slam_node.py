@@ -109,6 +109,7 @@ class SlamNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self.finished = threading.Event()  # set by the shutdown transition
         self._configure_error = ""
+        self._newest_stamp: float | None = None  # the newest published keyframe's (s)
         if self._values["autostart"]:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ParameterError(self._configure_error or "configure failed (see the log)")
@@ -328,21 +329,36 @@ class SlamNode(LifecycleNode):
         while True:
             with self._work:
                 while not self._stopping and not self.pipeline.queued_keyframes:
-                    self._work.wait(timeout=1.0)
+                    if not self._work.wait(timeout=1.0):
+                        break  # a second without keyframes: apply a loop solve that finished meanwhile
                 if self._stopping:
                     return
             try:
                 with self._solve_lock:
-                    for update in self.pipeline.process_ready(max_keyframes=1, covariance=False):
+                    updates = self.pipeline.process_ready(max_keyframes=1, covariance=False, maintenance=False)
+                    for update in updates:
                         self._publish_keyframe(update)
-                    # after publishing: the covariance (for ~/odometry) is not on the keyframe's latency
-                    self.pipeline.refresh_covariance()
+                    # after publishing, off the keyframe's latency: the covariance (for ~/odometry)
+                    # and the map's upkeep (a loop closure's re-base, the tracking horizon)
+                    if updates:
+                        self.pipeline.refresh_covariance()
+                    self._map_maintained(*self.pipeline.maintain_map())
             except Exception as err:  # never die silently: count, log, go on with the next keyframe
                 self.pipeline.count("solver_error")
                 self.get_logger().error(f"keyframe update failed: {err!r}\n{traceback.format_exc()}")
             backlog = self.pipeline.queued_keyframes
             if backlog > 10:
                 self._warn(Rejection("backlog", f"{backlog} keyframes wait to be solved (the solver is behind)"))
+
+    def _map_maintained(self, notices, closed: int) -> None:
+        """Log the upkeep's notices; after a loop closure, the moved map frame on /tf and
+        the loop markers (stamped as the newest keyframe)."""
+        for notice in notices:
+            self.get_logger().info(notice)
+        if closed and self._newest_stamp is not None:
+            stamp = convert.sec_to_stamp(self._newest_stamp)
+            self.outputs.transform(self.pipeline.t_map_odom, stamp)
+            self.outputs.loop_closures(self.pipeline, stamp)
 
     def destroy_node(self) -> None:
         """Stop the worker (after the keyframe it is solving), then the node."""
@@ -353,6 +369,7 @@ class SlamNode(LifecycleNode):
     # ---- outputs (ros.outputs builds and publishes them) -----------------------
     def _publish_keyframe(self, update: KeyframeUpdate) -> None:
         self.latencies_ms.append(self.outputs.keyframe(self.pipeline, update))
+        self._newest_stamp = update.stamp
         self.published_keyframes += 1
         if update.compilations_after_warmup:
             self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
