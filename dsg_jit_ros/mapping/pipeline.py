@@ -41,11 +41,11 @@ from dsg_jit_ros.mapping.global_mapping import GlobalMapping
 from dsg_jit_ros.mapping.input_queue import InputQueue, PendingCloud, Rejection
 from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.pipeline_config import MODES, PLANAR_MODES, InputConfig, PipelineConfig
-from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix, is_planar_cloud
+from dsg_jit_ros.mapping.keyframe_covariance import newest_keyframe_covariance
+from dsg_jit_ros.mapping.planar import is_planar_cloud
 from dsg_jit_ros.mapping.warm_up import WarmUp, programs_since, synthetic_cloud, warmup_message
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats
 from dsg_jit_ros.optimization.compile_count import compile_counts
-from dsg_jit_ros.optimization.covariance import marginal_covariance
 
 # re-exported: the node, config.py, benchmarks and tests import them from here
 __all__ = ["MODES", "PLANAR_MODES", "InputConfig", "KeyframeUpdate", "PipelineConfig", "Rejection", "SlamPipeline"]
@@ -384,21 +384,5 @@ class SlamPipeline:
 
     def _newest_covariance(self) -> np.ndarray:
         """(6, 6) covariance of the newest keyframe's T_map_body, tangent [rho, phi], body
-        frame, from the window's last solve (``SlidingWindow.newest_covariance``: at its last
-        linearisation point; the Hessian at the current state when the solver keeps no
-        factor).  Planar mode: the window's pose is the planar part P of T = P L; fixed
-        components (z, roll, pitch) have zero variance, and the block is moved to the
-        body by Ad(L^-1) (T = P exp(d) L = T exp(Ad(L^-1) d))."""
-        cov = self.window.newest_covariance()  # from the last solve's reduced system
-        if cov is None:
-            wm = self.window.wm
-            x, _ = wm.pack_state()
-            graph = wm.fg
-            pos = graph.layout.position("pose_se3")
-            cov = np.array(marginal_covariance(graph, x, pos, wm.variable_slot(self.window.newest_keyframe_var)))
-        if self.window.planar:
-            cov[PLANAR_FIXED] = 0.0
-            cov[:, PLANAR_FIXED] = 0.0
-            ad = adjoint_matrix(np.linalg.inv(self.window.newest_level))
-            cov = ad @ cov @ ad.T
-        return cov
+        frame (``mapping.keyframe_covariance``)."""
+        return newest_keyframe_covariance(self.window)

@@ -135,8 +135,7 @@ class SlotTable:
 
     def add_batch(self, sig: BatchSignature, capacity: int) -> FactorRows:
         """Create the (empty) batch of ``sig`` with ``capacity`` rows."""
-        rows = FactorRows(sig.spec, sig.arg_types, dict(sig.param_shapes), sig.residual_dim, capacity, sig.isotropic,
-                          number=len(self.batches))
+        rows = FactorRows(sig, capacity, number=len(self.batches))
         self._batch_by_key[sig.key] = rows
         self.batches.append(rows)
         return rows

@@ -20,7 +20,8 @@ import logging
 
 import numpy as np
 
-from dsg_jit_ros.world.graph import FactorBatch, ResidualSpec
+from dsg_jit_ros.world.graph import FactorBatch
+from dsg_jit_ros.world.schema import BatchSignature
 from dsg_jit_ros.world.variables import VariableType
 
 log = logging.getLogger(__name__)
@@ -127,29 +128,31 @@ class VariableSlots(SlotPool):
 
 
 class FactorRows(SlotPool):
-    """Host arrays of one factor signature (f_type, argument types, param shapes), one
-    row per factor: what the solvers see (slots, parameters, whitening, kernel, rank)
-    and the bookkeeping (factor id, variable ids; -1 in free rows)."""
+    """Host arrays of one factor batch (its static ``BatchSignature``: f_type, argument
+    types, param shapes, ...), one row per factor: what the solvers see (slots,
+    parameters, whitening, kernel, rank) and the bookkeeping (factor id, variable
+    ids; -1 in free rows)."""
 
     label = "factor type"
 
-    def __init__(self, spec: ResidualSpec, arg_types, param_shapes, residual_dim, capacity, isotropic=False,
-                 number: int = -1):
-        self.spec = spec
+    def __init__(self, signature: BatchSignature, capacity: int, number: int = -1):
+        self.signature = signature
+        self.spec = signature.spec
         self.number = number  # position among its model's batches
-        self.isotropic = bool(isotropic)
-        self.arg_types = tuple(arg_types)
-        self.param_shapes = dict(param_shapes)
-        self.residual_dim = residual_dim
-        self.slots = np.zeros((0, len(arg_types)), dtype=np.int32)
+        self.isotropic = signature.isotropic
+        self.arg_types = signature.arg_types
+        self.param_shapes = dict(signature.param_shapes)
+        self.residual_dim = d = signature.residual_dim
+        k = len(self.arg_types)
+        self.slots = np.zeros((0, k), dtype=np.int32)
         self.fids = np.zeros(0, dtype=np.int64)  # factor id of each used row
-        self.vids = np.zeros((0, len(arg_types)), dtype=np.int64)  # variable ids of each used row
-        self.params = {k: np.zeros((0,) + s) for k, s in self.param_shapes.items()}
-        self.sqrt_info = np.zeros((0, residual_dim, residual_dim))
+        self.vids = np.zeros((0, k), dtype=np.int64)  # variable ids of each used row
+        self.params = {name: np.zeros((0,) + shape) for name, shape in self.param_shapes.items()}
+        self.sqrt_info = np.zeros((0, d, d))
         self.kind = np.zeros(0, dtype=np.int32)
         self.scale = np.ones(0)
         self.rank = np.full(0, -1, dtype=np.int32)
-        super().__init__(spec.f_type, capacity)
+        super().__init__(self.spec.f_type, capacity)
 
     def _pad(self, pad: int) -> None:
         k = len(self.arg_types)
