@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 
 from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
-from dsg_jit_ros.mapping.pipeline import MODES, PLANAR_MODES, InputConfig, PipelineConfig
+from dsg_jit_ros.mapping.pipeline_config import MODES, PLANAR_MODES, InputConfig, PipelineConfig
 from dsg_jit_ros.mapping.registration import RegistrationConfig
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig

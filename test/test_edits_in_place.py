@@ -25,18 +25,18 @@ def _rebuild(edited: SlidingWindow, cfg: WindowConfig):
     new = SlidingWindow(cfg).wm
     var_map = {}
     for vid in sorted(old.variable_ids):
-        rec = old._vars[vid]
-        slots = old._slots[rec.type_name]
-        var_map[vid] = new.add_variable(rec.type_name, slots.values[rec.slot])
-        if slots.fixed[rec.slot].any():
-            new.set_fixed_dofs([var_map[vid]], slots.fixed[rec.slot])
+        rec = old.table.variable(vid)
+        fixed = old.table.variables[rec.type_name].fixed[rec.slot]
+        var_map[vid] = new.add_variable(rec.type_name, old.values.block(rec.type_name)[rec.slot])
+        if fixed.any():
+            new.set_fixed_dofs([var_map[vid]], fixed)
     for fid in sorted(old.factor_ids()):
-        f = old._factor(fid)
-        g = old._groups[f.group]
-        params = {k: v[f.row] for k, v in g.params.items()}
-        params["sqrt_info"] = g.sqrt_info[f.row]
-        params["robust"] = (KERNEL_NAMES[int(g.kind[f.row])], float(g.scale[f.row]))
-        new.add_factor(g.spec.f_type, [var_map[v] for v in f.var_ids], params)
+        g, rows = old.table.factor_rows([fid])
+        row = int(rows[0])
+        params = {k: v[row] for k, v in g.params.items()}
+        params["sqrt_info"] = g.sqrt_info[row]
+        params["robust"] = (KERNEL_NAMES[int(g.kind[row])], float(g.scale[row]))
+        new.add_factor(g.spec.f_type, [var_map[v] for v in g.vids[row].tolist()], params)
     return new, var_map
 
 

@@ -78,7 +78,7 @@ def test_cloud_checks_count_each_reason():
     p.add_odometry(2.1, np.eye(4))
     p.add_odometry(2.4, np.eye(4))
     assert p.select_ready() == [] and p.queued_keyframes == 1 and p.skipped_clouds == 2
-    p._ready.clear()  # (not solving here)
+    p.input_queue.ready.clear()  # (not solving here)
     assert p.keyframes == 0 and len(p.window.keyframe_poses) == 0
 
 

@@ -1,5 +1,6 @@
 """The pieces of a pipeline's warm-up (``SlamPipeline.warm_up``): what it compiles on,
-and how it says so.
+what it has compiled (``WarmUp``: the compile count baseline, the global graph's
+compile thread), and how it says so.
 
 A node compiles before it subscribes: the window's solve and the covariance (on a
 synthetic keyframe: capacities fix every shape, so no keyframe compiles later).  The
@@ -11,12 +12,14 @@ compile cache is mostly JAX tracing and lowering, redone in every process, not X
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
+from dsg_jit_ros.optimization.compile_count import compile_count, compile_counts
 
 
 def synthetic_cloud(voxel: VoxelConfig, n: int = 500) -> np.ndarray:
@@ -50,3 +53,75 @@ def warmup_message(programs: dict[str, int], seconds: float) -> str:
     the seconds: ``warm-up: N programs built (name, ...) in S s; ...``."""
     names = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(programs.items()))
     return f"warm-up: {sum(programs.values())} programs built ({names}) in {seconds:.1f} s; no compile after this"
+
+
+def programs_since(before: dict[str, int]) -> dict[str, int]:
+    """Programs compiled (or loaded from the persistent cache) since ``before`` (a
+    ``compile_counts()`` snapshot), by entry name."""
+    return {k: n - before.get(k, 0) for k, n in compile_counts().items() if n > before.get(k, 0)}
+
+
+class WarmUp:
+    """What a pipeline's warm-up has done, kept across resets and handed on to the
+    pipeline that replaces it (``~/load_map``, ``SlamPipeline.adopt_warm_state``).
+
+    The warm-up has parts (the window's solve and covariance; the global graph's
+    solve with loop closure, compiled in a thread of its own); when the last part is
+    done the process-wide compile count is taken as ``baseline``, and
+    ``compilations_after`` counts from it (target 0).  Without a warm-up the first
+    keyframe sets the baseline (``first_keyframe``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.baseline: int | None = None  # compile count once warm
+        self._parts = 0  # warm-up parts still compiling
+        self.graph_ready: threading.Event | None = None  # set when the global graph's solve is compiled
+        self._graph_started = False  # its compile thread was started
+        self.programs: dict[str, int] = {}  # programs compiled by the warm-up, by entry name
+        self.graph_seconds: float | None = None  # seconds the global graph's compile took (in its thread)
+
+    def begin(self, loop_closure: bool) -> None:
+        """A warm-up starts: the window's part, and the graph's with ``loop_closure`` (its
+        ``graph_ready`` event is created here: the loop worker built at the next reset
+        waits for it)."""
+        self._parts = 2 if loop_closure else 1
+        if loop_closure:
+            self.graph_ready = threading.Event()
+
+    def part_done(self) -> None:
+        """One warm-up part done; the last one fixes the compile count baseline."""
+        with self._lock:
+            self._parts -= 1
+            if self._parts == 0:
+                self.baseline = compile_count()
+
+    def first_keyframe(self) -> None:
+        """A keyframe was solved: without a warm-up (none done, none under way) its
+        compile count is the baseline."""
+        if self.baseline is None and not self._parts:
+            self.baseline = compile_count()
+
+    def compilations_after(self) -> int:
+        """Compilations since the baseline (0 before there is one)."""
+        if self.baseline is None:
+            return 0
+        return compile_count() - self.baseline
+
+    def start_graph(self, cfg: LoopConfig) -> bool:
+        """Start compiling the global graph's solve in a thread of its own; returns whether
+        it started it (not without loop closure, not twice)."""
+        with self._lock:
+            if self.graph_ready is None or self._graph_started:
+                return False
+            self._graph_started = True
+        threading.Thread(target=self._compile_graph, args=(cfg, self.graph_ready), name="dsg_jit_graph_warmup",
+                         daemon=True).start()
+        return True
+
+    def _compile_graph(self, cfg: LoopConfig, ready: threading.Event) -> None:
+        try:
+            self.graph_seconds = compile_global_graph(cfg)
+        finally:
+            ready.set()
+            self.part_done()

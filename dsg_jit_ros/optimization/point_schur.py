@@ -2,9 +2,10 @@
 
 Graphs of SE(3) poses and 3-D points (the online window: keyframes and voxels)
 where every factor on a point is an observation of it from a pose, in the body
-frame ``e = R^T (v - t) - p`` (``schur_structure == "point_in_body"``) or in the
-map frame ``e = v - R p - t`` (``"point_in_map"``), or a prior ``e = v - target``
-(``"prior"``), with any square-root information per factor.
+frame ``e = R^T (v - t) - p`` (``schur_structure`` ``POINT_IN_BODY``, declared in
+the residual's ``world.factor_type`` record) or in the map frame ``e = v - R p - t``
+(``POINT_IN_MAP``), or a prior ``e = v - target`` (``PRIOR``), with any square-root
+information per factor.
 
 An observation f of point l from pose p with map-frame information
 ``Omega_f = J_v^T J_v`` (robust weight included) has ``J_pose^T J_v = D_p^T X(u_f) Omega_f``
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from dsg_jit_ros.optimization import linearize as lin_mod
+from dsg_jit_ros.world.factor_type import POINT_IN_BODY, POINT_IN_MAP, PRIOR
 from dsg_jit_ros.world.graph import FactorGraph, lift_blocks
 
 
@@ -48,10 +50,10 @@ def point_schur_plan(graph: FactorGraph):
     for i, b in enumerate(graph.batches):
         if pl not in b.arg_positions:
             continue
-        kind = getattr(b.spec.fn, "schur_structure", None)
-        if kind in ("point_in_body", "point_in_map") and b.arg_positions == (pp, pl):
+        kind = b.spec.schur_structure
+        if kind in (POINT_IN_BODY, POINT_IN_MAP) and b.arg_positions == (pp, pl):
             points.append(i)
-        elif kind == "prior" and b.arg_positions == (pl,):
+        elif kind == PRIOR and b.arg_positions == (pl,):
             priors.append(i)
         else:
             return None
@@ -86,7 +88,7 @@ def _lever(b, lifted, pp: int, pl: int):
     """(cap, 3) map-frame lever ``u_f`` of each observation: ``J_pose = W [-I, [u]x] D``
     (``v - t`` for body-frame observations, ``R p`` for map-frame ones)."""
     pose = lifted[pp][b.slots[:, 0]]  # (cap, 4, 4)
-    if getattr(b.spec.fn, "schur_structure", None) == "point_in_map":
+    if b.spec.schur_structure == POINT_IN_MAP:
         return jnp.einsum("cij,cj->ci", pose[:, :3, :3], b.params["point_body"])
     return lifted[pl][b.slots[:, 1]] - pose[:, :3, 3]
 

@@ -5,14 +5,16 @@
 *unweighted*: the factor graph applies the factor's whitening and kernel, so
 ``weight`` means the same thing for every factor (see ``world.graph``).
 
-The pose factors also carry versions on *lifted* arguments (poses as 4x4
+The pose factors also come with versions on *lifted* arguments (poses as 4x4
 ``T_world_body``, computed once per variable rather than once per factor):
-``fn.lifted_residual(args, params) -> e`` and ``fn.tangent_jacobians(args,
-params) -> (e, [J_a])``, closed-form Jacobians with respect to each argument's
-tangent step (right perturbation for poses), which the linearisation uses
-instead of forward-mode autodiff (smaller programs, faster compiles).  Residuals without
-it (the seeds' own, any user function) are differentiated automatically; the
-tests check both against finite differences.
+``lifted_residual(args, params) -> e`` and ``tangent_jacobians(args, params) ->
+(e, [J_a])``, closed-form Jacobians with respect to each argument's tangent step
+(right perturbation for poses), which the linearisation uses instead of
+forward-mode autodiff (smaller programs, faster compiles).  Each function declares
+them once in its ``world.factor_type.FactorType`` record (``describe`` below), with
+the structure the point Schur solver may rely on.  Residuals without a record (the
+seeds' own, any user function) are differentiated automatically; the tests check
+both against finite differences.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from dsg_jit_ros.geometry import se3, so3
+from dsg_jit_ros.world.factor_type import POINT_IN_BODY, POINT_IN_MAP, PRIOR, describe
 
 
 def prior_residual(x: jnp.ndarray, params: dict, ctx=None) -> jnp.ndarray:
@@ -33,6 +36,10 @@ def prior_residual(x: jnp.ndarray, params: dict, ctx=None) -> jnp.ndarray:
     if ctx is not None and ctx.arg_types[0].manifold == "se3":
         return se3.local(target, x)
     return x - target
+
+
+# on a Euclidean variable its Jacobian is the identity (the point Schur solver's prior)
+describe(prior_residual, schur_structure=PRIOR)
 
 
 def odom_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
@@ -74,10 +81,14 @@ def between_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
     return se3.between_error(t_i, t_j, params["T_ij"])
 
 
-odom_se3_residual.lifted_residual = lambda a, p: se3.between_error(a[0], a[1], se3.vec_to_matrix(p["measurement"]))
-odom_se3_residual.tangent_jacobians = lambda a, p: _between_jacobians(a[0], a[1], se3.vec_to_matrix(p["measurement"]))
-between_se3_residual.lifted_residual = lambda a, p: se3.between_error(a[0], a[1], p["T_ij"])
-between_se3_residual.tangent_jacobians = lambda a, p: _between_jacobians(a[0], a[1], p["T_ij"])
+describe(
+    odom_se3_residual,
+    lifted_residual=lambda a, p: se3.between_error(a[0], a[1], se3.vec_to_matrix(p["measurement"])),
+    tangent_jacobians=lambda a, p: _between_jacobians(a[0], a[1], se3.vec_to_matrix(p["measurement"])))
+describe(
+    between_se3_residual,
+    lifted_residual=lambda a, p: se3.between_error(a[0], a[1], p["T_ij"]),
+    tangent_jacobians=lambda a, p: _between_jacobians(a[0], a[1], p["T_ij"]))
 
 
 def voxel_point_observation_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
@@ -110,8 +121,8 @@ def _pose_voxel_point_jacobians(args, params):
     return q - params["point_body"], [jac_pose, r_t]
 
 
-pose_voxel_point_residual.lifted_residual = _pose_voxel_point_lifted
-pose_voxel_point_residual.tangent_jacobians = _pose_voxel_point_jacobians
+describe(pose_voxel_point_residual, lifted_residual=_pose_voxel_point_lifted,
+         tangent_jacobians=_pose_voxel_point_jacobians, schur_structure=POINT_IN_BODY)
 
 
 def pose_voxel_surface_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
@@ -142,8 +153,8 @@ def _pose_voxel_surface_jacobians(args, params):
     return v - r @ p - t_wb[:3, 3], [jac_pose, jnp.eye(3, dtype=v.dtype)]
 
 
-pose_voxel_surface_residual.lifted_residual = _pose_voxel_surface_lifted
-pose_voxel_surface_residual.tangent_jacobians = _pose_voxel_surface_jacobians
+describe(pose_voxel_surface_residual, lifted_residual=_pose_voxel_surface_lifted,
+         tangent_jacobians=_pose_voxel_surface_jacobians, schur_structure=POINT_IN_MAP)
 
 
 BUILTIN_RESIDUALS = {
@@ -155,11 +166,3 @@ BUILTIN_RESIDUALS = {
     "pose_voxel_surface": pose_voxel_surface_residual,
 }
 
-
-# Structure the Schur solver's moment path may rely on (``optimization.point_schur``):
-# a point seen in a pose's frame (e = R^T (v - t) - p, or its map-frame form
-# e = v - R p - t), and a prior whose Jacobian on a Euclidean variable is the
-# identity (e = x - target).
-pose_voxel_point_residual.schur_structure = "point_in_body"
-pose_voxel_surface_residual.schur_structure = "point_in_map"
-prior_residual.schur_structure = "prior"

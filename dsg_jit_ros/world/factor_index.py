@@ -1,10 +1,11 @@
 """Factor id -> (batch, row) for many ids at once, as sorted numpy arrays.
 
-``WorldModel`` hands out factor ids in increasing order and keeps a record per
-factor; edits of thousands of factors at a time (the window re-weights every
-observation of the voxels a keyframe saw) only need each id's batch and row.
-This index answers that with one ``searchsorted`` instead of a Python loop over
-the records.  New ids are larger than every id before them, so adding appends;
+``world.slot_table.SlotTable`` hands out factor ids in increasing order; each
+factor is a row of its batch (``world.slots.FactorRows``, which holds the row ->
+id direction).  Edits of thousands of factors at a time (the window re-weights
+every observation of the voxels a keyframe saw) only need each id's batch and
+row: this index answers that with one ``searchsorted`` instead of a Python loop
+over per-factor records.  New ids are larger than every id before them, so adding appends;
 removing compacts the arrays (live factors only: memory does not grow with the
 number of factors ever added).
 """

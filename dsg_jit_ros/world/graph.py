@@ -14,8 +14,7 @@ factor adds ``0.5 * rho(|r|^2)`` to the cost (``rho(s) = s`` without a kernel).
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import jax
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 
 from dsg_jit_ros.geometry import se3
 from dsg_jit_ros.world import robust
+from dsg_jit_ros.world.factor_type import FactorType, factor_type_of
 from dsg_jit_ros.world.variables import VariableType
 
 ResidualFn = Callable[..., jnp.ndarray]
@@ -37,7 +37,9 @@ class FactorContext:
 
 @dataclass(frozen=True)
 class ResidualSpec:
-    """A registered residual function ``fn(x_stacked, params[, ctx]) -> e``.
+    """A registered residual function ``fn(x_stacked, params[, ctx]) -> e`` under its
+    factor type name, with what it offers (``kind``: its ``world.factor_type``
+    record, looked up once).
 
     ``x_stacked`` is the concatenation of the factor's variable values, ``params``
     a dict of this factor's parameter arrays (without the reserved weight keys).
@@ -47,20 +49,29 @@ class ResidualSpec:
 
     f_type: str
     fn: ResidualFn
+    kind: FactorType = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", factor_type_of(self.fn))
 
     @property
     def tangent_jacobians(self):
         """Closed-form ``(e, [J_a])`` on lifted arguments if the function has one."""
-        return getattr(self.fn, "tangent_jacobians", None)
+        return self.kind.tangent_jacobians
 
     @property
     def lifted_residual(self):
         """The residual on lifted arguments (poses as 4x4) if the function has one."""
-        return getattr(self.fn, "lifted_residual", None)
+        return self.kind.lifted_residual
+
+    @property
+    def schur_structure(self) -> str | None:
+        """The form the point Schur solver may rely on (``world.factor_type``), if any."""
+        return self.kind.schur_structure
 
     @property
     def takes_context(self) -> bool:
-        return len(inspect.signature(self.fn).parameters) >= 3
+        return self.kind.takes_context
 
     def __call__(self, x_stacked, params, arg_types):
         if self.takes_context:
@@ -172,7 +183,7 @@ def gather_args(batch: FactorBatch, blocks: tuple[jnp.ndarray, ...]) -> list[jnp
 
 def lift_blocks(layout: StateLayout, blocks) -> tuple[jnp.ndarray, ...]:
     """Per-type blocks with poses lifted to (cap, 4, 4) matrices, once per variable,
-    for residuals that take lifted arguments (``fn.lifted_residual``)."""
+    for residuals that take lifted arguments (``spec.lifted_residual``)."""
     return tuple(
         jax.vmap(se3.vec_to_matrix)(b) if t.manifold == "se3" else b for t, b in zip(layout.types, blocks)
     )
