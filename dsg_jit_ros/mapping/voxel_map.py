@@ -96,19 +96,28 @@ def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> Vo
     return VoxelStats(n, n[:, None] * d, second)
 
 
-def sum_by_key(keys: np.ndarray, stats: VoxelStats, into: np.ndarray) -> VoxelStats:
-    """Statistics of ``stats`` (one row per key in ``keys``) summed per key of ``into``
-    (sorted, unique); keys not in ``into`` are left out."""
-    out = VoxelStats.zeros(len(into))
-    if not len(into) or not len(keys):
-        return out
-    pos = np.minimum(np.searchsorted(into, keys), len(into) - 1)
-    hit = into[pos] == keys
-    pos, m = pos[hit], len(into)
-    # one bincount over (row, field) of the 13 fields [count, first (3), second (9)]
-    data = np.concatenate([stats.count[hit, None], stats.first[hit], stats.second[hit].reshape(-1, 9)], axis=1)
-    sums = np.bincount((pos[:, None] * 13 + np.arange(13)).ravel(), data.ravel(), m * 13).reshape(m, 13)
-    return VoxelStats(sums[:, 0], sums[:, 1:4], sums[:, 4:].reshape(m, 3, 3))
+def observation_columns(count, mean_body, scatter_body, t_map_body, centres) -> np.ndarray:
+    """``observation_stats`` laid out by component: (13, M) rows ``[count, first (3),
+    second (9, row-major)]``, each row contiguous (for per-row sums over voxels).
+    ``count`` (M,), ``mean_body`` (3, M), ``scatter_body`` (9, M) and ``centres``
+    (3, M) come by component too (body frame, m, m^2; voxel centres map frame, m)."""
+    rot = np.asarray(t_map_body)[:3, :3]
+    m = len(count)
+    out = np.empty((13, m))
+    d = rot @ mean_body
+    d += t_map_body[:3, 3, None]
+    d -= centres
+    out[0] = count
+    np.multiply(count, d, out=out[1:4])
+    np.matmul(np.kron(rot, rot), scatter_body, out=out[4:])
+    out[4:].reshape(3, 3, m)[...] += out[1:4, None, :] * d[None, :, :]
+    return out
+
+
+def stats_from_columns(columns: np.ndarray) -> VoxelStats:
+    """The ``VoxelStats`` of (13, M) ``observation_columns`` (or their sums)."""
+    m = columns.shape[1]
+    return VoxelStats(columns[0].copy(), columns[1:4].T.copy(), columns[4:].T.reshape(m, 3, 3).copy())
 
 
 def surface_sqrt_information(stats: VoxelStats, voxel_size: float, cfg: SurfaceConfig) -> np.ndarray:
