@@ -32,13 +32,14 @@ iteration for ~3000 points vs ~1 ms here) and would compile per capacity.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dsg_jit_ros.mapping.cell_table import CellTable
 from dsg_jit_ros.mapping.voxelize import pack_keys
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.slam.pose_graph import pose_values
 
 PLANAR_DOFS = np.array([0, 1, 5])  # [rho_x, rho_y, phi_z] of the tangent [rho, phi]
 TIE_BREAK = 0.1  # weight of the distance to a voxel mean (in voxel sizes) when choosing a surface
@@ -188,6 +189,38 @@ def _normal_equations(a: np.ndarray, p: np.ndarray, r: np.ndarray, robust: np.nd
     return jw.T @ jac, jw.T @ r.reshape(-1)
 
 
+def _correction(t_pred_inv: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(6,) ``[rho, phi]`` of ``T_pred^-1 T`` as ``pose_values`` gives it (translation (m),
+    rotation vector (rad)), the rotation vector from the matrix's antisymmetric part and
+    trace (``atan2``: accurate at small angles); beyond 90 degrees (the axis from the
+    antisymmetric part degrades towards 180) ``pose_values`` itself."""
+    d = t_pred_inv @ t
+    r = d[:3, :3]
+    axis = 0.5 * np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])  # sin(angle) * unit axis
+    cos = 0.5 * (r[0, 0] + r[1, 1] + r[2, 2] - 1.0)
+    if cos < 0.0:
+        return pose_values(d[None])[0]
+    sin = math.sqrt(axis @ axis)
+    scale = math.atan2(sin, cos) / sin if sin > 0.0 else 1.0
+    return np.concatenate([d[:3, 3], scale * axis])
+
+
+def _step_matrix(step: np.ndarray) -> np.ndarray:
+    """4x4 ``pose_matrices`` of one (6,) ``[rho, phi]`` step (Rodrigues' formula; series
+    below 1e-4 rad)."""
+    phi = step[3:]
+    angle = math.sqrt(phi @ phi)
+    k = np.array([[0.0, -phi[2], phi[1]], [phi[2], 0.0, -phi[0]], [-phi[1], phi[0], 0.0]])
+    if angle < 1e-4:
+        a, b = 1.0 - angle * angle / 6.0, 0.5 - angle * angle / 24.0
+    else:
+        a, b = math.sin(angle) / angle, (1.0 - math.cos(angle)) / (angle * angle)
+    out = np.eye(4)
+    out[:3, :3] += a * k + b * (k @ k)
+    out[:3, 3] = step[:3]
+    return out
+
+
 def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget, prior_sigma: np.ndarray,
              cfg: RegistrationConfig, planar: bool = False) -> RegistrationResult:
     """Register an (N, 3) body-frame scan to ``target`` starting from ``t_pred`` (T_map_body).
@@ -218,7 +251,7 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
         a = (target.sqrt_info[rows[hit]].reshape(-1, 3) @ rot).reshape(-1, 3, 3)  # W R
         h_scan, g_scan = _normal_equations(a, pts[hit], r, robust, dofs)
         # prior on the correction (first order): xi = log(T_pred^-1 T) restricted to dofs
-        xi = pose_values((t_pred_inv @ t)[None])[0][dofs]
+        xi = _correction(t_pred_inv, t)[dofs]
         # scan information in units of the prior's; degenerate directions keep the prediction
         h_white = h_scan / w_outer
         eigval, eigvec = np.linalg.eigh(h_white)
@@ -230,11 +263,11 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
         z = np.linalg.solve(h_white + np.eye(len(dofs)), -(g_white + w_prior * xi))
         step = np.zeros(6)
         step[dofs] = z / w_prior
-        t = t @ pose_matrices(step[None])[0]
+        t = t @ _step_matrix(step)
         if np.linalg.norm(step[:3]) < cfg.tolerance_translation and np.linalg.norm(step[3:]) < cfg.tolerance_rotation:
             converged = True
             break
-    xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
+    xi = _correction(t_pred_inv, t)[dofs]
     size = float(np.linalg.norm(w_prior * xi))
     info = np.zeros((6, 6))
     info[np.ix_(dofs, dofs)] = h_scan

@@ -79,6 +79,11 @@ def voxel_centres(keys: np.ndarray, voxel_size: float) -> np.ndarray:
     return (unpack_keys(keys) + 0.5) * voxel_size
 
 
+def _kron(rot: np.ndarray) -> np.ndarray:
+    """``np.kron(rot, rot)`` (9, 9) of a 3x3 matrix, without np.kron's generic overhead."""
+    return (rot[:, None, :, None] * rot[None, :, None, :]).reshape(9, 9)
+
+
 def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> VoxelStats:
     """Map-frame statistics of M observations made from one keyframe.
 
@@ -91,7 +96,7 @@ def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> Vo
     d = mean_body @ rot.T + t_map_body[:3, 3] - centres
     n = np.asarray(count, dtype=np.float64)
     m = len(n)
-    second = (scatter_body.reshape(m, 9) @ np.kron(rot, rot).T).reshape(m, 3, 3)
+    second = (scatter_body.reshape(m, 9) @ _kron(rot).T).reshape(m, 3, 3)
     second += n[:, None, None] * d[:, :, None] * d[:, None, :]
     return VoxelStats(n, n[:, None] * d, second)
 
@@ -109,7 +114,7 @@ def observation_columns(count, mean_body, scatter_body, t_map_body, centres) -> 
     d -= centres
     out[0] = count
     np.multiply(count, d, out=out[1:4])
-    np.matmul(np.kron(rot, rot), scatter_body, out=out[4:])
+    np.matmul(_kron(rot), scatter_body, out=out[4:])
     out[4:].reshape(3, 3, m)[...] += out[1:4, None, :] * d[None, :, :]
     return out
 
