@@ -15,7 +15,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.voxelize import KEY_LIMIT, pack_keys, unpack_keys
 
-MAX_TABLE_CELLS = 1 << 21  # dense table entries (int32: 8 MiB at most)
+MAX_TABLE_CELLS = 1 << 21  # dense table entries over the box (int32: 8 MiB at most)
 
 
 class CellTable:
@@ -31,8 +31,11 @@ class CellTable:
         cells = unpack_keys(self.keys)
         self._lo = cells.min(axis=0) - 1  # a border of empty cells around the box
         self._extent = cells.max(axis=0) - self._lo + 2
-        if int(np.prod(self._extent)) <= MAX_TABLE_CELLS:
-            self._table = np.full(int(np.prod(self._extent)), -1, dtype=np.int32)
+        size = int(np.prod(self._extent))
+        if size <= MAX_TABLE_CELLS:
+            # after the box, a run of empty entries that any block of offsets from its first one stays in
+            self._outside = size
+            self._table = np.full(size + self._flat(np.ones(3, dtype=np.int64)) + 1, -1, dtype=np.int32)
             self._table[self._flat(cells - self._lo)] = np.arange(len(self.keys), dtype=np.int32)
         else:
             self._order = np.argsort(self.keys, kind="stable")
@@ -42,17 +45,16 @@ class CellTable:
         return (idx[..., 0] * self._extent[1] + idx[..., 1]) * self._extent[2] + idx[..., 2]
 
     def block_rows(self, base: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """(N, k) rows of the cells ``base + offsets`` ((N, 3) integer cells, (k, 3) offsets
-        of 0 or 1), -1 where the set has no such voxel."""
+        """(N, k) rows (int32 or int64) of the cells ``base + offsets`` ((N, 3) integer cells,
+        (k, 3) offsets of 0 or 1), -1 where the set has no such voxel."""
         if self._table is None or not len(self.keys):
             return self.rows(base[:, None, :] + offsets[None, :, :])
         # the box and its border hold base and base + 1 of a point inside it: one flat
-        # index per point, plus a fixed step per offset
+        # index per point (points outside: the empty run after the box), plus a fixed step per offset
         idx = np.asarray(base, dtype=np.int64) - self._lo
         inside = np.all((idx >= 0) & (idx < self._extent - 1), axis=1)
-        flat = np.where(inside, self._flat(idx), 0)
-        rows = self._table[flat[:, None] + self._flat(np.asarray(offsets, dtype=np.int64))[None, :]]
-        return np.where(inside[:, None], rows, -1).astype(np.int64)
+        flat = np.where(inside, self._flat(idx), self._outside)
+        return self._table[flat[:, None] + self._flat(np.asarray(offsets, dtype=np.int64))[None, :]]
 
     def rows(self, cells: np.ndarray) -> np.ndarray:
         """Row of each (..., 3) integer cell, -1 where the set has no such voxel."""

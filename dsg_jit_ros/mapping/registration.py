@@ -181,10 +181,15 @@ def _normal_equations(a: np.ndarray, p: np.ndarray, r: np.ndarray, robust: np.nd
     rotation), ``p`` (m, 3) body-frame points, ``r`` (m, 3) whitened residuals and
     ``robust`` (m,) kernel weights ``D``.  The Jacobian of ``W (R p + t - mu)`` is
     ``[W R, -W R [p]x]``; row i of ``-A [p]x`` is ``p x a_i``."""
-    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    m = len(p)
+    jac = np.empty((m, 3, 6))
+    jac[:, :, :3] = a
+    a0, a1, a2 = a[:, :, 0], a[:, :, 1], a[:, :, 2]
     p0, p1, p2 = p[:, 0, None], p[:, 1, None], p[:, 2, None]
-    rot_part = np.stack([p1 * a2 - p2 * a1, p2 * a0 - p0 * a2, p0 * a1 - p1 * a0], axis=2)
-    jac = np.concatenate([a, rot_part], axis=2)[:, :, dofs].reshape(-1, len(dofs))
+    jac[:, :, 3] = p1 * a2 - p2 * a1
+    jac[:, :, 4] = p2 * a0 - p0 * a2
+    jac[:, :, 5] = p0 * a1 - p1 * a0
+    jac = (jac if len(dofs) == 6 else jac[:, :, dofs]).reshape(-1, len(dofs))
     jw = jac * np.repeat(robust, 3)[:, None]
     return jw.T @ jac, jw.T @ r.reshape(-1)
 
