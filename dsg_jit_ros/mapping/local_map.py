@@ -23,15 +23,12 @@ from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, 
 
 
 class _Placed:
-    """One keyframe's observations by component (``observation_columns`` inputs, fixed
-    while its ``cells`` are) and their map-frame statistics at ``pose``."""
+    """One keyframe's observations (``cells``, with their voxels' centres) and their
+    map-frame statistics at ``pose``, by component (``observation_columns``)."""
 
     def __init__(self, cells: CellObservations, voxel_size: float):
         self.cells = cells
-        self.count = np.asarray(cells.count, dtype=np.float64)
-        self.mean = np.ascontiguousarray(cells.mean_body.T)  # (3, M) body frame
-        self.scatter = np.ascontiguousarray(cells.scatter_body.reshape(-1, 9).T)  # (9, M)
-        self.centres = np.ascontiguousarray(voxel_centres(cells.keys, voxel_size).T)  # (3, M) map frame
+        self.centres = voxel_centres(cells.keys, voxel_size)  # (M, 3) map frame
         self.pose: np.ndarray | None = None
         self.columns: np.ndarray | None = None  # (13, M) at pose
 
@@ -39,7 +36,8 @@ class _Placed:
         """(13, M) map-frame statistics at ``pose`` (recomputed only when it moved)."""
         if self.pose is None or not np.array_equal(self.pose, pose):
             self.pose = np.array(pose, dtype=np.float64)
-            self.columns = observation_columns(self.count, self.mean, self.scatter, self.pose, self.centres)
+            c = self.cells
+            self.columns = observation_columns(c.count, c.mean_body, c.scatter_body, self.pose, self.centres)
         return self.columns
 
 

@@ -103,19 +103,14 @@ def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> Vo
 
 def observation_columns(count, mean_body, scatter_body, t_map_body, centres) -> np.ndarray:
     """``observation_stats`` laid out by component: (13, M) rows ``[count, first (3),
-    second (9, row-major)]``, each row contiguous (for per-row sums over voxels).
-    ``count`` (M,), ``mean_body`` (3, M), ``scatter_body`` (9, M) and ``centres``
-    (3, M) come by component too (body frame, m, m^2; voxel centres map frame, m)."""
-    rot = np.asarray(t_map_body)[:3, :3]
-    m = len(count)
+    second (9, row-major)]``, each row contiguous (for per-row sums over voxels); the
+    same arguments, and the same numbers bit for bit."""
+    st = observation_stats(count, mean_body, scatter_body, t_map_body, centres)
+    m = len(st.count)
     out = np.empty((13, m))
-    d = rot @ mean_body
-    d += t_map_body[:3, 3, None]
-    d -= centres
-    out[0] = count
-    np.multiply(count, d, out=out[1:4])
-    np.matmul(_kron(rot), scatter_body, out=out[4:])
-    out[4:].reshape(3, 3, m)[...] += out[1:4, None, :] * d[None, :, :]
+    out[0] = st.count
+    out[1:4] = st.first.T
+    out[4:] = st.second.reshape(m, 9).T
     return out
 
 
