@@ -123,7 +123,9 @@ class SurfaceTarget:
         out_rows = np.full(n, -1, dtype=np.int64)
         out_rows[found] = rows[found, best[found]]
         out_r = np.zeros((n, 3))
-        out_r[found] = self._residuals(q, found, out_rows[found])[0]
+        candidate = np.empty(n * k, dtype=np.int64)  # (point, cell) -> its place among the candidates
+        candidate[pair] = np.arange(len(pair))
+        out_r[found] = r[candidate[found * k + best[found]]]
         return out_rows, out_r
 
     def _residuals(self, q: np.ndarray, points: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
