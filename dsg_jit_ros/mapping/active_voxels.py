@@ -99,11 +99,12 @@ class ActiveVoxels:
         sqrt = surface_sqrt_information(stats, self.local.voxel_size, self.cfg.surface)  # W, map frame
         live = [(obs, cells) for obs, cells in observations if cells is not None and len(cells)]
         okeys = np.concatenate([c.keys for _, c in live])
-        hit = np.isin(okeys, observed)
+        pos = np.minimum(np.searchsorted(observed, okeys), len(observed) - 1)
+        hit = observed[pos] == okeys
         fids = np.concatenate([o for o, _ in live])[hit]
         count = np.concatenate([c.count for _, c in live])[hit]
         weight = np.sqrt(observation_weights(count, self.cfg.surface))
-        self.wm.set_factors(fids, {"sqrt_info": weight[:, None, None] * sqrt[np.searchsorted(observed, okeys[hit])]})
+        self.wm.set_factors(fids, {"sqrt_info": weight[:, None, None] * sqrt[pos[hit]]})
         self.shapes.update(zip(observed.tolist(), sqrt))
 
     def refresh_priors(self, keys: np.ndarray) -> None:

@@ -4,7 +4,8 @@ The frozen ``VoxelMap`` holds the points of keyframes that left the window, at
 their final poses.  The window's keyframes contribute their observations (per
 voxel: count, body-frame mean and scatter) placed by their *current* poses, which
 change at every solve; ``place`` re-places those whose pose changed (one small
-matrix product per keyframe).  ``stats`` sums both for any voxels, ``target`` builds the registration
+matrix product per keyframe) and sums them per voxel (one ``bincount`` per statistic, the
+grouping kept while the keyframes' cells are the same).  ``stats`` adds both for any voxels, ``target`` builds the registration
 model of the voxels within sensor range of a pose (frozen surfaces cached until
 their statistics change).
 """
@@ -17,8 +18,27 @@ import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations, recell
 from dsg_jit_ros.mapping.registration import SurfaceTarget
-from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, observation_stats, sum_by_key,
-                                           surface_sqrt_information, voxel_centres)
+from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, observation_columns, observation_stats,
+                                           stats_from_columns, surface_sqrt_information, voxel_centres)
+
+
+class _Placed:
+    """One keyframe's observations (``cells``, with their voxels' centres) and their
+    map-frame statistics at ``pose``, by component (``observation_columns``)."""
+
+    def __init__(self, cells: CellObservations, voxel_size: float):
+        self.cells = cells
+        self.centres = voxel_centres(cells.keys, voxel_size)  # (M, 3) map frame
+        self.pose: np.ndarray | None = None
+        self.columns: np.ndarray | None = None  # (13, M) at pose
+
+    def place(self, pose: np.ndarray) -> np.ndarray:
+        """(13, M) map-frame statistics at ``pose`` (recomputed only when it moved)."""
+        if self.pose is None or not np.array_equal(self.pose, pose):
+            self.pose = np.array(pose, dtype=np.float64)
+            c = self.cells
+            self.columns = observation_columns(c.count, c.mean_body, c.scatter_body, self.pose, self.centres)
+        return self.columns
 
 
 class LocalMap:
@@ -29,31 +49,39 @@ class LocalMap:
         self.voxel_size = float(voxel_size)
         # registration's model: point-to-plane, nothing along surfaces
         self.registration_surface = dataclasses.replace(surface, slide=np.inf)
-        self._keys = np.zeros(0, dtype=np.int64)  # window observations, one row each
-        self._stats = VoxelStats.zeros(0)
-        self._placed: dict[int, tuple] = {}  # id(cells) -> (cells, T_map_body, map-frame stats)
+        self._placed: dict[int, _Placed] = {}  # id(cells) -> that keyframe's placed observations
+        # the window's observations summed per voxel: sorted unique keys, (13, U) sums
+        self._window_keys = np.zeros(0, dtype=np.int64)
+        self._window_sums = np.zeros((13, 0))
+        self._groups: tuple[list, np.ndarray] | None = None  # (cells placed, each row's voxel among the keys)
 
     def place(self, observations: list[tuple[CellObservations, np.ndarray]]) -> None:
         """Set the window's observations: (cells, T_map_body) per keyframe.  A keyframe
-        placed before at the same pose (the same ``cells`` object) is not recomputed."""
+        placed before at the same pose (the same ``cells`` object) is not recomputed, and
+        the voxels' grouping is kept while the keyframes' cells are the same."""
         cache, parts = {}, []
         for cells, pose in observations:
             if cells is None or not len(cells):
                 continue
             hit = self._placed.get(id(cells))
-            if hit is None or hit[0] is not cells or not np.array_equal(hit[1], pose):
-                hit = (cells, np.array(pose), observation_stats(
-                    cells.count, cells.mean_body, cells.scatter_body, pose, voxel_centres(cells.keys, self.voxel_size)))
+            if hit is None or hit.cells is not cells:
+                hit = _Placed(cells, self.voxel_size)
+            hit.place(pose)
             cache[id(cells)] = hit
-            parts.append((cells.keys, hit[2]))
+            parts.append(hit)
         self._placed = cache
         if not parts:
-            self._keys, self._stats = np.zeros(0, dtype=np.int64), VoxelStats.zeros(0)
+            self._window_keys, self._window_sums, self._groups = np.zeros(0, dtype=np.int64), np.zeros((13, 0)), None
             return
-        self._keys = np.concatenate([k for k, _ in parts])
-        self._stats = VoxelStats(np.concatenate([p.count for _, p in parts]),
-                                 np.concatenate([p.first for _, p in parts]),
-                                 np.concatenate([p.second for _, p in parts]))
+        same = (self._groups is not None and len(self._groups[0]) == len(parts)
+                and all(a is b.cells for a, b in zip(self._groups[0], parts)))
+        if not same:
+            self._window_keys, inverse = np.unique(np.concatenate([p.cells.keys for p in parts]), return_inverse=True)
+            self._groups = ([p.cells for p in parts], inverse.reshape(-1))
+        inverse, u = self._groups[1], len(self._window_keys)
+        columns = np.concatenate([p.columns for p in parts], axis=1)
+        # per-voxel sums, keyframe by keyframe in window order
+        self._window_sums = np.stack([np.bincount(inverse, columns[i], u) for i in range(13)])
 
     def freeze(self, cells: CellObservations, t_map_body: np.ndarray) -> None:
         """Add a keyframe leaving the window to the frozen map at its final pose."""
@@ -77,7 +105,15 @@ class LocalMap:
 
     def stats(self, keys: np.ndarray) -> VoxelStats:
         """Statistics of ``keys`` (sorted, unique): frozen plus the placed window observations."""
-        return self.frozen.stats(keys) + sum_by_key(self._keys, self._stats, keys)
+        keys = np.asarray(keys, dtype=np.int64)
+        window = VoxelStats.zeros(len(keys))
+        u = len(self._window_keys)
+        if u and len(keys):
+            pos = np.minimum(np.searchsorted(self._window_keys, keys), u - 1)
+            hit = self._window_keys[pos] == keys
+            sums = stats_from_columns(self._window_sums[:, pos[hit]])
+            window.count[hit], window.first[hit], window.second[hit] = sums.count, sums.first, sums.second
+        return self.frozen.stats(keys) + window
 
     def means(self, keys: np.ndarray, stats: VoxelStats) -> np.ndarray:
         """(K, 3) map-frame means of ``keys`` with ``stats``."""
@@ -88,7 +124,7 @@ class LocalMap:
         from the frozen map, those the window observes from all their points)."""
         rows = self.frozen.rows_near(position, radius + self.voxel_size)
         frozen_keys = self.frozen.keys[rows]
-        window_keys = np.unique(self._keys)
+        window_keys = self._window_keys
         outside = ~np.isin(frozen_keys, window_keys, assume_unique=True)
         rows, frozen_keys = rows[outside], frozen_keys[outside]
         frozen_stats = self.frozen.all_stats()

@@ -21,14 +21,24 @@ along its axis) the scan is ignored and the prediction kept, instead of letting
 the estimate slide.  Gauss-Newton iterations (correspondences re-found each
 time) run until the step is below the tolerances.  Planar mode estimates only
 x, y and yaw.
+
+Each iteration's correspondence search is one vectorised numpy pass: the cells
+around every point are looked up in a dense table of the target's cells
+(``mapping.cell_table``), and residuals are computed on the target's means and
+``W`` stored component by component (contiguous gathers).  A jitted XLA version of
+the iteration (points and voxels padded to fixed capacities, 4096 x 2048) measured
+no faster on CPU (~2.7 ms per iteration, with or without its sorted key search,
+against ~2 ms here for ~3000 points on the same loaded machine), and would compile
+once per capacity.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from dsg_jit_ros.mapping.cell_table import CellTable
 from dsg_jit_ros.mapping.voxelize import pack_keys
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 
@@ -65,12 +75,19 @@ class RegistrationConfig:
 @dataclass(frozen=True)
 class SurfaceTarget:
     """Voxel surfaces to register against: packed keys (sorted), means (map, m) and
-    square-root informations ``W`` (3x3, ``W^T W = Omega``)."""
+    square-root informations ``W`` (3x3, ``W^T W = Omega``); ``table`` finds a cell's row."""
 
     keys: np.ndarray  # (K,) int64, sorted
     means: np.ndarray  # (K, 3)
     sqrt_info: np.ndarray  # (K, 3, 3)
     voxel_size: float
+    table: CellTable = field(init=False, repr=False, compare=False)
+    _columns: np.ndarray = field(init=False, repr=False, compare=False)  # (12, K) means then W, by component
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", CellTable(self.keys))
+        object.__setattr__(self, "_columns", np.ascontiguousarray(np.concatenate(
+            [np.reshape(self.means, (-1, 3)), np.reshape(self.sqrt_info, (-1, 9))], axis=1).T))
 
     @staticmethod
     def build(keys: np.ndarray, means: np.ndarray, sqrt_info: np.ndarray, voxel_size: float) -> "SurfaceTarget":
@@ -83,12 +100,45 @@ class SurfaceTarget:
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
-    def rows(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each packed key, -1 where absent."""
-        if not len(self):
-            return np.full(keys.shape, -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self) - 1)
-        return np.where(self.keys[pos] == keys, pos, -1)
+    def match(self, q: np.ndarray, offsets: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+        """For each (N, 3) map-frame point: row of its surface (-1: none within
+        ``max_dist`` m of its mean) among the cells ``offsets`` ((k, 3) 0/1, see
+        ``_neighbour_offsets``) around it, and its whitened residual ``W (q - mu)``
+        ((N, 3), zero when unmatched).  The surface is the candidate with the least
+        ``|W d|^2 + TIE_BREAK |d|^2 / voxel_size^2`` (first of equals), ``d = q - mu``."""
+        n, k = len(q), len(offsets)
+        if not len(self) or not n:
+            return np.full(n, -1, dtype=np.int64), np.zeros((n, 3))
+        s = self.voxel_size
+        # lower corner of the block of nearest cell centres (a single layer: the point's own)
+        base = np.floor(q / s - 0.5 * offsets.max(axis=0)).astype(np.int64)
+        rows = self.table.block_rows(base, offsets)  # (N, k)
+        pair = np.flatnonzero(rows >= 0)  # candidate (point, cell) pairs whose cell is in the target
+        r, dist2 = self._residuals(q, pair // k, rows.reshape(-1)[pair])
+        cost = np.full(n * k, np.inf)
+        cost[pair] = np.where(dist2 <= max_dist ** 2, np.einsum("ni,ni->n", r, r) + TIE_BREAK * dist2 / s ** 2, np.inf)
+        cost = cost.reshape(n, k)
+        best = np.argmin(cost, axis=1)
+        found = np.flatnonzero(np.isfinite(cost[np.arange(n), best]))
+        out_rows = np.full(n, -1, dtype=np.int64)
+        out_rows[found] = rows[found, best[found]]
+        out_r = np.zeros((n, 3))
+        candidate = np.empty(n * k, dtype=np.int64)  # (point, cell) -> its place among the candidates
+        candidate[pair] = np.arange(len(pair))
+        out_r[found] = r[candidate[found * k + best[found]]]
+        return out_rows, out_r
+
+    def _residuals(self, q: np.ndarray, points: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whitened residuals ``W (q - mu)`` ((M, 3)) and squared distances ``|q - mu|^2``
+        ((M,), m^2) of points ``q[points]`` to the surfaces of ``rows``: component by
+        component on contiguous columns (``_columns``, one gather), each sum in the order
+        of the first implementation (the same choices, bit for bit)."""
+        g = self._columns.take(rows, axis=1)  # (12, M): mean, then W row-major
+        p = q.T.take(points, axis=1)
+        d = np.stack([p[0] - g[0], p[1] - g[1], p[2] - g[2]], axis=1)
+        d0, d1, d2 = d[:, 0], d[:, 1], d[:, 2]
+        r = np.stack([g[3 + 3 * i] * d0 + g[4 + 3 * i] * d1 + g[5 + 3 * i] * d2 for i in range(3)], axis=1)
+        return r, np.einsum("ni,ni->n", d, d)
 
 
 @dataclass(frozen=True)
@@ -121,49 +171,30 @@ def _downsample(points: np.ndarray, size: float) -> np.ndarray:
     return sums / count[:, None]
 
 
-def _hat(v: np.ndarray) -> np.ndarray:
-    """(n, 3) -> (n, 3, 3) cross-product matrices."""
-    out = np.zeros(v.shape[:-1] + (3, 3))
-    out[..., 0, 1], out[..., 0, 2] = -v[..., 2], v[..., 1]
-    out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
-    out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
-    return out
-
-
 def _neighbour_offsets(planar: bool) -> np.ndarray:
     """(k, 3) 0/1 offsets of the 2x2x2 (planar: 2x2) cells around a point's nearest corner."""
     grid = np.stack(np.meshgrid([0, 1], [0, 1], [0] if planar else [0, 1], indexing="ij"), -1).reshape(-1, 3)
     return grid.astype(np.int64)
 
 
-def _match(q: np.ndarray, target: SurfaceTarget, offsets: np.ndarray, max_dist: float):
-    """For each map-frame point: row of its best voxel (-1: none) and whitened residual."""
-    s = target.voxel_size
-    # lower corner of the block of nearest cell centres (a single layer: the point's own)
-    base = np.floor(q / s - 0.5 * offsets.max(axis=0)).astype(np.int64)
-    cells = base[:, None, :] + offsets[None, :, :]
-    keys = pack_keys(cells.reshape(-1, 3))
-    if keys is None:
-        return np.full(len(q), -1), np.zeros((len(q), 3))
-    rows = target.rows(keys).reshape(len(q), -1)
-    pi, ki = np.nonzero(rows >= 0)  # candidate (point, cell) pairs whose cell is in the target
-    cand = rows[pi, ki]
-    d = q[pi] - target.means[cand]
-    w = target.sqrt_info[cand]
-    r = np.stack([w[:, i, 0] * d[:, 0] + w[:, i, 1] * d[:, 1] + w[:, i, 2] * d[:, 2] for i in range(3)], axis=1)
-    dist2 = np.einsum("ni,ni->n", d, d)
-    cost = np.full(rows.shape, np.inf)
-    near = dist2 <= max_dist ** 2
-    cost[pi[near], ki[near]] = np.einsum("ni,ni->n", r[near], r[near]) + TIE_BREAK * dist2[near] / s ** 2
-    best = np.argmin(cost, axis=1)
-    idx = np.arange(len(q))
-    found = np.isfinite(cost[idx, best])
-    out_r = np.zeros((len(q), 3))
-    pair = np.full(rows.shape, -1)
-    pair[pi, ki] = np.arange(len(pi))
-    chosen = pair[idx[found], best[found]]
-    out_r[found] = r[chosen]
-    return np.where(found, rows[idx, best], -1), out_r
+def _normal_equations(a: np.ndarray, p: np.ndarray, r: np.ndarray, robust: np.ndarray,
+                      dofs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Newton ``H = J^T D J`` and ``g = J^T D r`` over the estimated ``dofs`` of the
+    tangent ``[rho, phi]`` (right perturbation of T_map_body) for m matched points:
+    ``a = W R`` ((m, 3, 3): each surface's square-root information times the pose's
+    rotation), ``p`` (m, 3) body-frame points, ``r`` (m, 3) whitened residuals and
+    ``robust`` (m,) kernel weights ``D``.  The Jacobian of ``W (R p + t - mu)`` is
+    ``[W R, -W R [p]x]`` (the product as the first implementation took it: the same bits)."""
+    m = len(p)
+    jac = np.empty((m, 3, 6))
+    jac[:, :, :3] = a
+    hat = np.zeros((m, 3, 3))  # [p]x
+    hat[:, 0, 1], hat[:, 0, 2], hat[:, 1, 2] = -p[:, 2], p[:, 1], -p[:, 0]
+    hat[:, 1, 0], hat[:, 2, 0], hat[:, 2, 1] = p[:, 2], -p[:, 1], p[:, 0]
+    np.negative(a @ hat, out=jac[:, :, 3:])
+    jac = jac[:, :, dofs]  # (the copy's memory layout, and so the products' rounding, as before)
+    jw = (jac * robust[:, None, None]).reshape(-1, len(dofs))
+    return jw.T @ jac.reshape(-1, len(dofs)), jw.T @ r.reshape(-1)
 
 
 def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget, prior_sigma: np.ndarray,
@@ -178,29 +209,27 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
     offsets = _neighbour_offsets(planar)
     t = np.asarray(t_pred, dtype=np.float64).copy()
     matched, rmse, degenerate, converged, it = 0, float("nan"), 0, False, 0
+    t_pred_inv = np.linalg.inv(t_pred)
+    w_outer = np.outer(w_prior, w_prior)
     for it in range(1, cfg.max_iterations + 1):
-        q = pts @ t[:3, :3].T + t[:3, 3]
-        rows, r = _match(q, target, offsets, cfg.max_correspondence)
-        hit = rows >= 0
-        matched = int(hit.sum())
+        rot = t[:3, :3]
+        q = pts @ rot.T + t[:3, 3]
+        rows, r = target.match(q, offsets, cfg.max_correspondence)
+        hit = np.flatnonzero(rows >= 0)
+        matched = len(hit)
         if matched < cfg.min_matches:
             return RegistrationResult(np.asarray(t_pred, dtype=np.float64).copy(), False, it, len(pts), matched,
                                       float("nan"), 0, False)
-        w_sqrt = target.sqrt_info[rows[hit]]
         r = r[hit]
         sq = np.sum(r * r, axis=1)
         rmse = float(np.sqrt(np.mean(sq)))
         robust = 1.0 / (1.0 + sq / cfg.kernel_scale ** 2)  # Cauchy IRLS weights
-        # J = W [R, -R [p]x] (right perturbation [rho, phi]), restricted to the estimated DOFs
-        rot = t[:3, :3]
-        jac = np.concatenate([w_sqrt @ rot, -w_sqrt @ rot @ _hat(pts[hit])], axis=2)[:, :, dofs]
-        jw = (jac * robust[:, None, None]).reshape(-1, len(dofs))
-        h_scan = jw.T @ jac.reshape(-1, len(dofs))
-        g_scan = jw.T @ r.reshape(-1)
+        a = (target.sqrt_info[rows[hit]].reshape(-1, 3) @ rot).reshape(-1, 3, 3)  # W R
+        h_scan, g_scan = _normal_equations(a, pts[hit], r, robust, dofs)
         # prior on the correction (first order): xi = log(T_pred^-1 T) restricted to dofs
-        xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
+        xi = pose_values((t_pred_inv @ t)[None])[0][dofs]
         # scan information in units of the prior's; degenerate directions keep the prediction
-        h_white = h_scan / np.outer(w_prior, w_prior)
+        h_white = h_scan / w_outer
         eigval, eigvec = np.linalg.eigh(h_white)
         keep = eigval >= cfg.degeneracy_ratio
         degenerate = int((~keep).sum())
@@ -214,7 +243,7 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
         if np.linalg.norm(step[:3]) < cfg.tolerance_translation and np.linalg.norm(step[3:]) < cfg.tolerance_rotation:
             converged = True
             break
-    xi = pose_values((np.linalg.inv(t_pred) @ t)[None])[0][dofs]
+    xi = pose_values((t_pred_inv @ t)[None])[0][dofs]
     size = float(np.linalg.norm(w_prior * xi))
     info = np.zeros((6, 6))
     info[np.ix_(dofs, dofs)] = h_scan

@@ -79,6 +79,11 @@ def voxel_centres(keys: np.ndarray, voxel_size: float) -> np.ndarray:
     return (unpack_keys(keys) + 0.5) * voxel_size
 
 
+def _kron(rot: np.ndarray) -> np.ndarray:
+    """``np.kron(rot, rot)`` (9, 9) of a 3x3 matrix, without np.kron's generic overhead."""
+    return (rot[:, None, :, None] * rot[None, :, None, :]).reshape(9, 9)
+
+
 def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> VoxelStats:
     """Map-frame statistics of M observations made from one keyframe.
 
@@ -91,24 +96,28 @@ def observation_stats(count, mean_body, scatter_body, t_map_body, centres) -> Vo
     d = mean_body @ rot.T + t_map_body[:3, 3] - centres
     n = np.asarray(count, dtype=np.float64)
     m = len(n)
-    second = (scatter_body.reshape(m, 9) @ np.kron(rot, rot).T).reshape(m, 3, 3)
+    second = (scatter_body.reshape(m, 9) @ _kron(rot).T).reshape(m, 3, 3)
     second += n[:, None, None] * d[:, :, None] * d[:, None, :]
     return VoxelStats(n, n[:, None] * d, second)
 
 
-def sum_by_key(keys: np.ndarray, stats: VoxelStats, into: np.ndarray) -> VoxelStats:
-    """Statistics of ``stats`` (one row per key in ``keys``) summed per key of ``into``
-    (sorted, unique); keys not in ``into`` are left out."""
-    out = VoxelStats.zeros(len(into))
-    if not len(into) or not len(keys):
-        return out
-    pos = np.minimum(np.searchsorted(into, keys), len(into) - 1)
-    hit = into[pos] == keys
-    pos, m = pos[hit], len(into)
-    # one bincount over (row, field) of the 13 fields [count, first (3), second (9)]
-    data = np.concatenate([stats.count[hit, None], stats.first[hit], stats.second[hit].reshape(-1, 9)], axis=1)
-    sums = np.bincount((pos[:, None] * 13 + np.arange(13)).ravel(), data.ravel(), m * 13).reshape(m, 13)
-    return VoxelStats(sums[:, 0], sums[:, 1:4], sums[:, 4:].reshape(m, 3, 3))
+def observation_columns(count, mean_body, scatter_body, t_map_body, centres) -> np.ndarray:
+    """``observation_stats`` laid out by component: (13, M) rows ``[count, first (3),
+    second (9, row-major)]``, each row contiguous (for per-row sums over voxels); the
+    same arguments, and the same numbers bit for bit."""
+    st = observation_stats(count, mean_body, scatter_body, t_map_body, centres)
+    m = len(st.count)
+    out = np.empty((13, m))
+    out[0] = st.count
+    out[1:4] = st.first.T
+    out[4:] = st.second.reshape(m, 9).T
+    return out
+
+
+def stats_from_columns(columns: np.ndarray) -> VoxelStats:
+    """The ``VoxelStats`` of (13, M) ``observation_columns`` (or their sums)."""
+    m = columns.shape[1]
+    return VoxelStats(columns[0].copy(), columns[1:4].T.copy(), columns[4:].T.reshape(m, 3, 3).copy())
 
 
 def surface_sqrt_information(stats: VoxelStats, voxel_size: float, cfg: SurfaceConfig) -> np.ndarray:

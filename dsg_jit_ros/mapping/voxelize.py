@@ -87,6 +87,7 @@ def voxelize(points: np.ndarray, cfg: VoxelConfig, origin: np.ndarray | None = N
 
 _KEY_BITS = 21
 _KEY_OFFSET = 1 << (_KEY_BITS - 1)
+KEY_LIMIT = _KEY_OFFSET  # pack_keys packs integer keys k with -KEY_LIMIT <= k < KEY_LIMIT
 
 
 def pack_keys(keys: np.ndarray) -> np.ndarray | None:
