@@ -70,8 +70,7 @@ class SlamOutputs:
         Returns the keyframe's latency in milliseconds: cloud received -> status published.
         """
         stamp = convert.sec_to_stamp(update.stamp)
-        poses = pipeline.window.keyframe_poses
-        self.path.publish(convert.path_msg([t for t, _ in poses], [m for _, m in poses], self.cfg.map_frame, stamp))
+        self.trajectory(pipeline, stamp)
         self.transform(pipeline.t_map_odom, stamp)
         now = time.monotonic()
         if now - self._last_markers >= self.cfg.markers_period:
@@ -85,6 +84,11 @@ class SlamOutputs:
         status.latency_ms = (time.perf_counter() - update.received) * 1000.0
         self.status.publish(status)
         return status.latency_ms
+
+    def trajectory(self, pipeline: SlamPipeline, stamp) -> None:
+        """``~/path``: every keyframe's current T_map_body (after a loop closure, corrected)."""
+        poses = pipeline.window.keyframe_poses
+        self.path.publish(convert.path_msg([t for t, _ in poses], [m for _, m in poses], self.cfg.map_frame, stamp))
 
     def _status(self, pipeline: SlamPipeline, update: KeyframeUpdate):
         s = update.stats

@@ -351,12 +351,13 @@ class SlamNode(LifecycleNode):
                 self._warn(Rejection("backlog", f"{backlog} keyframes wait to be solved (the solver is behind)"))
 
     def _map_maintained(self, notices, closed: int) -> None:
-        """Log the upkeep's notices; after a loop closure, the moved map frame on /tf and
-        the loop markers (stamped as the newest keyframe)."""
+        """Log the upkeep's notices; after a loop closure, the corrected path, the moved map
+        frame on /tf and the loop markers (stamped as the newest keyframe)."""
         for notice in notices:
             self.get_logger().info(notice)
         if closed and self._newest_stamp is not None:
             stamp = convert.sec_to_stamp(self._newest_stamp)
+            self.outputs.trajectory(self.pipeline, stamp)
             self.outputs.transform(self.pipeline.t_map_odom, stamp)
             self.outputs.loop_closures(self.pipeline, stamp)
 
