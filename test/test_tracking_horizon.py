@@ -57,6 +57,7 @@ def _forgotten_stamps(horizon_travel: float) -> list[tuple[float, float]]:
     for k in route:
         window.leaving, window.now = [k], k.stamp
         mapping.after_keyframe(k.stamp)
+        mapping.maintain()
     return [(stamps[id(p)], now) for p, now in window.forgotten]
 
 

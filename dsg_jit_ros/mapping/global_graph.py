@@ -132,6 +132,11 @@ class LoopConfig:
         return np.array([self.sigma_translation] * 3 + [self.sigma_rotation] * 3)
 
 
+def _shapes(fg) -> tuple[int, ...]:
+    """What a solve's compiled program depends on: the state size and each batch's capacity."""
+    return (fg.state_size,) + tuple(b.mask.shape[0] for b in fg.batches)
+
+
 @dataclass
 class Node:
     """A keyframe in the global graph: its submap and where it stands."""
@@ -177,8 +182,7 @@ class GlobalGraph:
         self._chain: dict[int, int] = {}  # node index -> factor from the previous node
         self._retired: list[np.ndarray] = []  # last poses of the nodes merged away (index < first)
         self._checked: set[int] = set()  # loop factors that passed the chain test
-        fg = self.wm.fg  # the shapes the warm-up compiles (``mapping.warm_up``)
-        self._solved_shapes = (fg.state_size,) + tuple(b.mask.shape[0] for b in fg.batches)
+        self._solved_shapes = _shapes(self.wm.fg)  # the shapes the warm-up compiles (``mapping.warm_up``)
         self.growth_compiles = 0  # compilations caused by the capacity growing (see ``_solve``)
 
     def __len__(self) -> int:
@@ -300,7 +304,7 @@ class GlobalGraph:
         counted in ``growth_compiles`` (planned: not a shape leak)."""
         cfg = LMConfig(linear_solver="sparse", max_iters=self.cfg.solver_iterations, rel_tol=1e-8)
         fg = self.wm.fg
-        shapes = (fg.state_size,) + tuple(b.mask.shape[0] for b in fg.batches)
+        shapes = _shapes(fg)
         before = compile_count()
         result = solve(fg, self.wm.state_vector(), cfg=cfg)
         if shapes != self._solved_shapes:

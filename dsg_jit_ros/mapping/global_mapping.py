@@ -74,12 +74,11 @@ class GlobalMapping:
                 "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
                 "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
 
-    def after_keyframe(self, stamp: float, maintain: bool = True) -> tuple[str, ...]:
-        """Keyframes that left the window go to the global graph; then (``maintain``, or
-        later by ``maintain()``: a node does it after publishing, off the keyframe's
-        latency) a finished global solve re-bases the window and the frozen map, and with
-        a tracking horizon, keyframes beyond it leave the tracked map.  ``stamp``: the
-        newest keyframe's.  Returns notices (none when maintenance is left for later)."""
+    def after_keyframe(self, stamp: float) -> None:
+        """Keyframes that left the window go to the global graph (and, with a tracking
+        horizon, into the whole map and the tracked list).  ``stamp``: the newest
+        keyframe's.  The rest of the upkeep is ``maintain`` (a node runs it after
+        publishing, off the keyframe's latency)."""
         window = self.window
         leaving, window.leaving = window.leaving, []
         self._unplaced += leaving
@@ -92,7 +91,6 @@ class GlobalMapping:
                 self._last_left = k.t_map_body
                 self._recent.append((k.stamp, k.cells, k.t_map_body, k.t_key, self._travel))
         self._stamp = stamp
-        return self.maintain() if maintain else ()
 
     def maintain(self) -> tuple[str, ...]:
         """The map's upkeep after a keyframe (``after_keyframe``), or whenever a global

@@ -371,12 +371,12 @@ class SlamPipeline:
         self.count("points_out_of_range", self.window.dropped_points - before[1])
         self.keyframes += 1
         self.keyframe_odometry.append((cloud.stamp, t_odom_body))
-        closed_before = self.global_map.loops_closed
-        notices += self.global_map.after_keyframe(cloud.stamp, maintain)
+        self.global_map.after_keyframe(cloud.stamp)
+        upkeep, closed = self.maintain_map() if maintain else ((), 0)
         self._t_map_odom = self.window.t_map_odom
         self.warm.first_keyframe()
         return KeyframeUpdate(cloud.stamp, stats, cloud.received, self.covariance, self.keyframes,
-                              self.compilations_after_warmup(), notices, self.global_map.loops_closed - closed_before)
+                              self.compilations_after_warmup(), notices + upkeep, closed)
 
     def finish(self) -> tuple[str, ...]:
         """End of a trajectory (end of a log, before a final save): every keyframe still
@@ -388,7 +388,8 @@ class SlamPipeline:
         self.process_ready(covariance=False)
         self.window.freeze_all()
         last = self.keyframe_odometry[-1][0] if self.keyframe_odometry else 0.0
-        notices = self.global_map.after_keyframe(last) + self.flush_loops()
+        self.global_map.after_keyframe(last)
+        notices = self.flush_loops()  # the upkeep (GlobalMapping.maintain) first, then what the worker finishes
         self._t_map_odom = self.window.t_map_odom
         return notices
 

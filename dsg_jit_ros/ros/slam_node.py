@@ -109,7 +109,6 @@ class SlamNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self.finished = threading.Event()  # set by the shutdown transition
         self._configure_error = ""
-        self._newest_stamp: float | None = None  # the newest published keyframe's (s)
         if self._values["autostart"]:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ParameterError(self._configure_error or "configure failed (see the log)")
@@ -355,8 +354,9 @@ class SlamNode(LifecycleNode):
         frame on /tf and the loop markers (stamped as the newest keyframe)."""
         for notice in notices:
             self.get_logger().info(notice)
-        if closed and self._newest_stamp is not None:
-            stamp = convert.sec_to_stamp(self._newest_stamp)
+        newest = self.pipeline.keyframe_odometry
+        if closed and newest:
+            stamp = convert.sec_to_stamp(newest[-1][0])
             self.outputs.trajectory(self.pipeline, stamp)
             self.outputs.transform(self.pipeline.t_map_odom, stamp)
             self.outputs.loop_closures(self.pipeline, stamp)
@@ -370,7 +370,6 @@ class SlamNode(LifecycleNode):
     # ---- outputs (ros.outputs builds and publishes them) -----------------------
     def _publish_keyframe(self, update: KeyframeUpdate) -> None:
         self.latencies_ms.append(self.outputs.keyframe(self.pipeline, update))
-        self._newest_stamp = update.stamp
         self.published_keyframes += 1
         if update.compilations_after_warmup:
             self.get_logger().error(f"the solver recompiled after warm-up ({update.compilations_after_warmup} times)")
