@@ -20,7 +20,7 @@ import gtsam
 import jax
 import numpy as np
 
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.optimization import sparse_cholesky
 from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS, ENV_VAR as SPARSE_BACKEND_ENV
 from dsg_jit_ros.optimization.solvers import LMConfig, solve

@@ -58,7 +58,8 @@ from _common import (
 )
 from dsg_jit_ros.io.g2o import PoseGraph, read_g2o
 from dsg_jit_ros.optimization.initialization import chordal_initialization
-from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, pose_matrices, world_model_from_pose_graph
+from dsg_jit_ros.geometry.poses import pose_matrices
+from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, world_model_from_pose_graph
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from dsg_jit_ros.geometry.poses import from_xyz_rpy
 from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
 from dsg_jit_ros.mapping.pipeline_config import MODES, PLANAR_MODES, InputConfig, PipelineConfig
@@ -239,10 +239,7 @@ BUILT_IN = ("use_sim_time",)  # declared by rclpy itself; a parameter file may s
 def _extrinsic(values: tuple[float, ...]) -> tuple[float, ...]:
     if len(values) != 6 or not np.all(np.isfinite(values)):
         raise ParameterError(f"parameter 'sensor_extrinsic' needs 6 finite numbers [x y z roll pitch yaw], got {list(values)}")
-    t = np.eye(4)
-    t[:3, :3] = Rotation.from_euler("xyz", values[3:]).as_matrix()
-    t[:3, 3] = values[:3]
-    return tuple(t.reshape(-1))
+    return tuple(from_xyz_rpy(values).reshape(-1))
 
 
 def build_configs(v: dict[str, object]) -> tuple[NodeConfig, PipelineConfig]:

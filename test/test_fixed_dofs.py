@@ -11,7 +11,7 @@ import pytest
 from dsg_jit_ros.geometry import se3
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_surface_residual, prior_residual
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.world.graph import graph_cost
 from dsg_jit_ros.world.model import WorldModel
 

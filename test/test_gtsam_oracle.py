@@ -29,7 +29,8 @@ from dsg_jit_ros.io.g2o import PoseGraph, read_g2o
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual, pose_voxel_point_residual, prior_residual
-from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, pose_values, world_model_from_pose_graph
+from dsg_jit_ros.geometry.poses import pose_values
+from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, world_model_from_pose_graph
 from dsg_jit_ros.world.model import WorldModel
 
 DATA = Path("/work/shared/data/posegraph")

@@ -15,7 +15,7 @@ from dsg_jit_ros.optimization import linearize as lz
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import (odom_se3_residual, pose_voxel_point_residual, pose_voxel_surface_residual,
                                            prior_residual)
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.world.model import WorldModel
 
 RESIDUALS = (("prior", prior_residual), ("anchor", prior_residual), ("odom_se3", odom_se3_residual),

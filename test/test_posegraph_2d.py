@@ -23,7 +23,8 @@ from dsg_jit_ros.io.g2o import PoseGraph, read_g2o
 from dsg_jit_ros.optimization.initialization import chordal_initialization
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual
-from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, pose_matrices, project_planar, world_model_from_pose_graph
+from dsg_jit_ros.geometry.poses import pose_matrices
+from dsg_jit_ros.slam.pose_graph import ANCHOR_SIGMA, project_planar, world_model_from_pose_graph
 
 DATA = Path("/work/shared/data/posegraph")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="pose-graph data set not available")

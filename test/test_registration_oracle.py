@@ -17,7 +17,7 @@ from dsg_jit_ros.mapping.registration import (PLANAR_DOFS, TIE_BREAK, Registrati
                                               _downsample, _neighbour_offsets, register)
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig, VoxelMap, observation_stats, surface_sqrt_information, voxel_centres
 from dsg_jit_ros.mapping.voxelize import VoxelConfig, pack_keys, unpack_keys
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 
 
 # ---------------------------------------------------------------- the oracle: the first implementation ---

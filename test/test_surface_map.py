@@ -6,7 +6,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dsg_jit_ros.mapping.association import associate
-from dsg_jit_ros.mapping.planar import is_planar_cloud, split_planar
+from dsg_jit_ros.geometry.poses import split_planar
+from dsg_jit_ros.mapping.planar import is_planar_cloud
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, observation_stats, surface_information, surface_sqrt_information,
                                            voxel_centres)

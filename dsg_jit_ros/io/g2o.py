@@ -44,7 +44,7 @@ with an in-plane translation equals SE(2)'s log).  ``FIX`` lines and unknown tag
 are skipped and counted in ``PoseGraph.ignored``.
 
 Writing lives in ``dsg_jit_ros.io.g2o_write`` and the quaternion conversions in
-``dsg_jit_ros.io.quaternion``; ``write_g2o``, the conversions and the information
+``dsg_jit_ros.geometry.poses``; ``write_g2o``, the conversions and the information
 constants are re-exported here.
 """
 
@@ -67,7 +67,7 @@ from dsg_jit_ros.io.g2o_information import (
     information_from_upper,
 )
 from dsg_jit_ros.io.g2o_write import write_g2o
-from dsg_jit_ros.io.quaternion import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from dsg_jit_ros.geometry.poses import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix, yaw_matrices
 
 __all__ = [
     "PoseGraph",
@@ -161,14 +161,6 @@ def _transforms(translation: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     out[:, 3, 3] = 1.0
     return out
 
-
-def _yaw_matrices(theta: np.ndarray) -> np.ndarray:
-    """(k,) yaw angles in radians -> (k, 3, 3) rotations about +z."""
-    c, s = np.cos(theta), np.sin(theta)
-    rot = np.zeros((len(theta), 3, 3))
-    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = c, -s, s, c
-    rot[:, 2, 2] = 1.0
-    return rot
 
 
 def _unit_quats(q_xyzw: np.ndarray, lines: np.ndarray, path: str) -> np.ndarray:
@@ -353,8 +345,8 @@ def read_g2o(
         information = information_from_upper(edges[:, 7:], 6)
     else:
         zeros_v, zeros_e = np.zeros((len(vertices), 1)), np.zeros((len(edges), 1))
-        poses = _transforms(np.hstack([vertices[:, :2], zeros_v]), _yaw_matrices(vertices[:, 2]))
-        measurements = _transforms(np.hstack([edges[:, :2], zeros_e]), _yaw_matrices(edges[:, 2]))
+        poses = _transforms(np.hstack([vertices[:, :2], zeros_v]), yaw_matrices(vertices[:, 2]))
+        measurements = _transforms(np.hstack([edges[:, :2], zeros_e]), yaw_matrices(edges[:, 2]))
         information = np.zeros((len(edges), 6, 6))
         information[:, SE2_TANGENT[:, None], SE2_TANGENT[None, :]] = information_from_upper(edges[:, 3:], 3)
     repaired = check_information(information, dim, repair_information, path, edge_lines, edge_id_arr)

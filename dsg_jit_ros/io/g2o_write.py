@@ -14,7 +14,7 @@ import numpy as np
 
 from dsg_jit_ros.io import atomic_write_text
 from dsg_jit_ros.io.g2o_information import SE2_TANGENT
-from dsg_jit_ros.io.quaternion import matrix_to_quat_xyzw
+from dsg_jit_ros.geometry.poses import matrix_to_quat_xyzw, yaw_of
 
 if TYPE_CHECKING:  # annotations only, never at run time: g2o.py imports this module
     from dsg_jit_ros.io.g2o import PoseGraph
@@ -52,7 +52,7 @@ def _se2_lines(graph: PoseGraph) -> list[str]:
         raise ValueError("write_g2o: planar graph.information has entries in the z, roll or pitch rows")
 
     def xy_yaw(t: np.ndarray) -> np.ndarray:
-        return np.stack([t[:, 0, 3], t[:, 1, 3], np.arctan2(t[:, 1, 0], t[:, 0, 0])], axis=1)
+        return np.stack([t[:, 0, 3], t[:, 1, 3], yaw_of(t)], axis=1)
 
     rows, cols = np.triu_indices(3)
     info = graph.information[:, SE2_TANGENT[:, None], SE2_TANGENT[None, :]]

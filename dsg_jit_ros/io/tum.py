@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from dsg_jit_ros.io import atomic_write_text
-from dsg_jit_ros.io.quaternion import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from dsg_jit_ros.geometry.poses import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 __all__ = ["write_tum", "read_tum"]
 

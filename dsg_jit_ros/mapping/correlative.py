@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsg_jit_ros.geometry.poses import yaw_of
+
 
 @dataclass(frozen=True)
 class CorrelativeResult:
@@ -60,7 +62,7 @@ def correlative_match_2d(scan_xy: np.ndarray, target_xy: np.ndarray, t_pred: np.
     if not len(scan) or not len(target):
         raise ValueError("correlative matching needs scan and target points")
     r = float(resolution)
-    yaw0 = float(np.arctan2(t_pred[1, 0], t_pred[0, 0]))
+    yaw0 = yaw_of(t_pred)
     reach = float(np.linalg.norm(scan, axis=1).max())
     step = 0.5 * r / max(reach, r)
     n_yaw = int(np.ceil(yaw_range / step))

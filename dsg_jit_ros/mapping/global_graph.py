@@ -32,12 +32,12 @@ import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
 from dsg_jit_ros.mapping.local_map import placed_map
-from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.voxel_map import VoxelMap
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import adjoint_matrix, pose_matrices, pose_values
 from dsg_jit_ros.world.model import WorldModel
 
 _IDENTITY = np.eye(4)

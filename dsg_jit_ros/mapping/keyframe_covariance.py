@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
+from dsg_jit_ros.geometry.poses import adjoint_matrix
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.optimization.covariance import marginal_covariance
 
 

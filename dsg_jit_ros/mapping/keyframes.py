@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from dsg_jit_ros.geometry.poses import rotation_angle
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,7 @@ class KeyframeConfig:
 def relative_motion(t_a: np.ndarray, t_b: np.ndarray) -> tuple[float, float]:
     """(translation m, rotation angle rad) of ``T_a^-1 T_b``."""
     rel = np.linalg.inv(t_a) @ t_b
-    angle = float(np.linalg.norm(Rotation.from_matrix(rel[:3, :3]).as_rotvec()))
-    return float(np.linalg.norm(rel[:3, 3])), angle
+    return float(np.linalg.norm(rel[:3, 3])), rotation_angle(rel[:3, :3])
 
 
 class KeyframeSelector:

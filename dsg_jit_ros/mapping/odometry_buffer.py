@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+
+from dsg_jit_ros.geometry.poses import interpolate
 
 
 class OdometryBuffer:
@@ -57,8 +58,4 @@ class OdometryBuffer:
             return self._poses[-1].copy()
         a, b = self._poses[k - 1], self._poses[k]
         s = (stamp - stamps[k - 1]) / (stamps[k] - stamps[k - 1])
-        rot = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))([s])
-        out = np.eye(4)
-        out[:3, :3] = rot.as_matrix()[0]
-        out[:3, 3] = (1.0 - s) * a[:3, 3] + s * b[:3, 3]
-        return out
+        return interpolate(a, b, s)

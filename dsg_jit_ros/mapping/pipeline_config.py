@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from dsg_jit_ros.geometry.poses import from_xyz_rpy
 from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
 from dsg_jit_ros.mapping.window import WindowConfig
@@ -73,10 +73,7 @@ class PipelineConfig:
 
     def initial_transform(self) -> np.ndarray:
         """``initial_pose`` as a 4x4 T_map_body."""
-        t = np.eye(4)
-        t[:3, :3] = Rotation.from_euler("xyz", self.initial_pose[3:]).as_matrix()
-        t[:3, 3] = self.initial_pose[:3]
-        return t
+        return from_xyz_rpy(self.initial_pose)
 
     def body_sensor(self) -> np.ndarray:
         """``t_body_sensor`` as a 4x4 T_body_sensor."""

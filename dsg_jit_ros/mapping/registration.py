@@ -40,7 +40,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.cell_table import CellTable
 from dsg_jit_ros.mapping.voxelize import pack_keys
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 
 PLANAR_DOFS = np.array([0, 1, 5])  # [rho_x, rho_y, phi_z] of the tangent [rho, phi]
 TIE_BREAK = 0.1  # weight of the distance to a voxel mean (in voxel sizes) when choosing a surface

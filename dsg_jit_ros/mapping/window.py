@@ -41,7 +41,7 @@ import numpy as np
 from dsg_jit_ros.mapping.active_voxels import ActiveVoxels
 from dsg_jit_ros.mapping.association import CellObservations, associate, recell
 from dsg_jit_ros.mapping.local_map import LocalMap
-from dsg_jit_ros.mapping.planar import PLANAR_FIXED, split_planar
+from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, register
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
@@ -49,7 +49,7 @@ from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import pose_covariance
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_surface_residual, prior_residual
-from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values, split_planar
 from dsg_jit_ros.world.model import WorldModel
 
 

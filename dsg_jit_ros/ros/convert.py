@@ -19,7 +19,8 @@ from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
-from transforms3d.quaternions import mat2quat, quat2mat
+
+from dsg_jit_ros.geometry.poses import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 
 class ConversionError(ValueError):
@@ -87,21 +88,20 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(t))):
         raise ConversionError("non_finite_pose", f"position {t}, orientation {q}")
     norm = np.linalg.norm(q)
-    if abs(norm - 1.0) > 1e-3:
+    if abs(norm - 1.0) > QUAT_NORM_TOLERANCE:
         raise ConversionError("bad_quaternion", f"orientation norm {norm:.6f}")
     out = np.eye(4)
-    out[:3, :3] = quat2mat(q / norm)
+    out[:3, :3] = quat_xyzw_to_matrix(np.r_[q[1:], q[:1]] / norm)
     out[:3, 3] = t
     return out
 
 
 def matrix_to_pose(t: np.ndarray) -> Pose:
     """4x4 -> geometry_msgs/Pose (quaternion with w >= 0)."""
-    q = mat2quat(np.asarray(t)[:3, :3])
-    q = q if q[0] >= 0 else -q
+    qx, qy, qz, qw = matrix_to_quat_xyzw(np.asarray(t)[:3, :3])  # qw >= 0
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in t[:3, 3])
-    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (float(v) for v in q)
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (float(v) for v in (qw, qx, qy, qz))
     return pose
 
 

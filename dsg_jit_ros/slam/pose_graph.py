@@ -21,8 +21,8 @@ checks both numerically).
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from dsg_jit_ros.geometry.poses import pose_values, yaw_of
 from dsg_jit_ros.io.g2o import PoseGraph
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.slam.measurements import between_se3_residual, prior_residual
@@ -33,30 +33,6 @@ ANCHOR_SIGMA = 1e-6  # metres / radians: effectively fixes the anchor pose
 #: a planar graph; smaller deviations (round-off of an initialiser) are projected away.
 PLANAR_POSE_TOLERANCE = 1e-6
 _UNOBSERVED_PLANAR = np.flatnonzero(PLANAR_FIXED)  # [rho_z, phi_x, phi_y]
-
-
-# Host (numpy / scipy) conversions, the same maps as ``se3.matrix_to_vec`` /
-# ``se3.vec_to_matrix``: no jit, so no compile for each new number of poses
-# (the online window converts 1..window poses at a time).
-
-
-def pose_values(poses: np.ndarray) -> np.ndarray:
-    """(n, 4, 4) T_world_body -> (n, 6) pose values [t, rotation vector] (angle in [0, pi])."""
-    t = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
-    if t.shape[0] == 0:
-        return np.zeros((0, 6))
-    return np.concatenate([t[:, :3, 3], Rotation.from_matrix(t[:, :3, :3]).as_rotvec()], axis=1)
-
-
-def pose_matrices(values: np.ndarray) -> np.ndarray:
-    """(n, 6) pose values [t, rotation vector] -> (n, 4, 4) T_world_body."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1, 6)
-    out = np.zeros((v.shape[0], 4, 4))
-    if v.shape[0]:
-        out[:, :3, :3] = Rotation.from_rotvec(v[:, 3:]).as_matrix()
-    out[:, :3, 3] = v[:, :3]
-    out[:, 3, 3] = 1.0
-    return out
 
 
 def planar_information(information: np.ndarray) -> np.ndarray:
@@ -86,7 +62,7 @@ def project_planar(poses: np.ndarray) -> np.ndarray:
         k = int(np.argmax(off_plane.max(axis=1)))
         raise ValueError(f"planar graph: starting pose row {k} is off the plane by {off_plane[k].max():.3g} "
                          f"(> {PLANAR_POSE_TOLERANCE:g}); planar graphs need z = 0 and rotations about z")
-    yaw = np.arctan2(t[:, 1, 0], t[:, 0, 0])
+    yaw = yaw_of(t)
     out = np.tile(np.eye(4), (t.shape[0], 1, 1))
     out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = np.cos(yaw), -np.sin(yaw), np.sin(yaw), np.cos(yaw)
     out[:, :2, 3] = t[:, :2, 3]

@@ -28,6 +28,8 @@ from functools import cached_property
 
 import numpy as np
 
+from dsg_jit_ros.geometry.poses import yaw_matrices, yaw_of
+
 __all__ = [
     "LidarConfig",
     "LoopTrajectory",
@@ -38,7 +40,6 @@ __all__ = [
     "raycast",
     "scan",
     "simulate_odometry",
-    "yaw_matrices",
 ]
 
 _EPS = 1e-9  # [m] a hit closer than this to the ray origin is ignored
@@ -238,14 +239,6 @@ def scan(world: World, T_world_body: np.ndarray, cfg: LidarConfig, rng: np.rando
     return points, intensity
 
 
-def yaw_matrices(yaw: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) rotations about z by ``yaw`` [rad]."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    out = np.zeros(np.shape(yaw) + (3, 3))
-    out[..., 0, 0], out[..., 0, 1], out[..., 1, 0], out[..., 1, 1], out[..., 2, 2] = c, -s, s, c, 1.0
-    return out
-
-
 @dataclass(frozen=True)
 class LoopTrajectory:
     """Closed loop ``x = A cos(phi) - C cos(3 phi)``, ``y = B sin(phi) + C sin(3 phi)`` in ``map``.
@@ -356,7 +349,7 @@ def simulate_odometry(T_world_body: np.ndarray, dt: float, noise: OdometryNoise,
     """
     T = np.asarray(T_world_body, dtype=float)
     n = T.shape[0]
-    yaw = np.unwrap(np.arctan2(T[:, 1, 0], T[:, 0, 0]))
+    yaw = np.unwrap(yaw_of(T))
     dp_body = np.einsum("kji,kj->ki", T[:-1, :3, :3], T[1:, :3, 3] - T[:-1, :3, 3])  # R_{k-1}^T dp
     step = np.linalg.norm(dp_body, axis=1, keepdims=True)
     dp_meas = (1.0 + noise.scale_bias) * dp_body + rng.normal(size=dp_body.shape) * noise.translation_sigma * np.sqrt(step)

@@ -25,7 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
-from dsg_jit_ros.tools.demo_world import yaw_matrices
+from dsg_jit_ros.geometry.poses import yaw_matrices
 
 __all__ = ["FURNITURE", "GLASS", "WALL", "FloorPlan", "OfficeRoute", "office_floor_plan"]
 

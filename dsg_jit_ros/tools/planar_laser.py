@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsg_jit_ros.tools.demo_world import yaw_matrices
+from dsg_jit_ros.geometry.poses import yaw_matrices, yaw_of
 from dsg_jit_ros.tools.office_world import FURNITURE, GLASS, WALL, FloorPlan
 
 __all__ = [
@@ -234,7 +234,7 @@ def simulate_wheel_odometry(T_map_base: np.ndarray, dt: float, noise: WheelOdome
     """
     T = np.asarray(T_map_base, dtype=float)
     n = T.shape[0]
-    yaw = np.unwrap(np.arctan2(T[:, 1, 0], T[:, 0, 0]))
+    yaw = np.unwrap(yaw_of(T))
     dp = np.einsum("kji,kj->ki", T[:-1, :3, :3], T[1:, :3, 3] - T[:-1, :3, 3])[:, :2]  # R_{k-1}^T dp
     step, dyaw = np.linalg.norm(dp, axis=1), np.diff(yaw)
     moving = (step > 1e-9) | (np.abs(dyaw) > 1e-9)

@@ -45,8 +45,8 @@ import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from dsg_jit_ros.geometry.poses import from_xyz_rpy, interpolate, rotation_angle, rpy_of, yaw_of
 from dsg_jit_ros.tools.evaluate import TrajectoryError, TrajectoryLike, _load
 
 __all__ = [
@@ -96,14 +96,6 @@ class Relations:
         return len(self.t1)
 
 
-def _euler_to_matrix(xyz_rpy: np.ndarray) -> np.ndarray:
-    """(n, 6) ``x y z roll pitch yaw`` -> (n, 4, 4), ``R = Rz(yaw) Ry(pitch) Rx(roll)``."""
-    out = np.tile(np.eye(4), (len(xyz_rpy), 1, 1))
-    if len(xyz_rpy):
-        out[:, :3, :3] = Rotation.from_euler("xyz", xyz_rpy[:, 3:]).as_matrix()
-        out[:, :3, 3] = xyz_rpy[:, :3]
-    return out
-
 
 def read_relations(path: str | os.PathLike[str]) -> Relations:
     """Read a Freiburg relations file (format in the module docstring).
@@ -139,7 +131,7 @@ def read_relations(path: str | os.PathLike[str]) -> Relations:
     if not rows:
         raise ValueError(f"{path}: no relations in the file")
     data = np.asarray(rows, dtype=np.float64)
-    return Relations(t1=data[:, 0].copy(), t2=data[:, 1].copy(), delta=_euler_to_matrix(data[:, 2:]),
+    return Relations(t1=data[:, 0].copy(), t2=data[:, 1].copy(), delta=from_xyz_rpy(data[:, 2:].reshape(-1, 6)),
                      lines=np.asarray(lines, dtype=np.int64), source=path)
 
 
@@ -155,7 +147,7 @@ def write_relations(path: str | os.PathLike[str], relations: Relations, tag: str
     d = np.asarray(relations.delta, dtype=np.float64)
     if not (np.all(np.isfinite(d)) and np.all(np.isfinite(relations.t1)) and np.all(np.isfinite(relations.t2))):
         raise ValueError("write_relations: non-finite values")
-    rpy = Rotation.from_matrix(d[:, :3, :3]).as_euler("xyz") if len(d) else np.zeros((0, 3))
+    rpy = rpy_of(d[:, :3, :3])
     rows = np.column_stack([relations.t1, relations.t2, d[:, :3, 3], rpy]).tolist()
     prefix = f"{tag} " if tag else ""
     text = "".join(prefix + " ".join(map(repr, row)) + "\n" for row in rows)
@@ -269,12 +261,7 @@ def interpolate_poses(stamps: np.ndarray, poses: np.ndarray, query: np.ndarray,
     ok = status == OK
     if np.any(ok):
         a, i, j = alpha[ok], k0[ok], k1[ok]
-        r0 = Rotation.from_matrix(poses[i, :3, :3])
-        rel = (r0.inv() * Rotation.from_matrix(poses[j, :3, :3])).as_rotvec()
-        res = np.tile(np.eye(4), (len(a), 1, 1))
-        res[:, :3, :3] = (r0 * Rotation.from_rotvec(a[:, None] * rel)).as_matrix()
-        res[:, :3, 3] = (1.0 - a)[:, None] * poses[i, :3, 3] + a[:, None] * poses[j, :3, 3]
-        out[ok] = res
+        out[ok] = interpolate(poses[i], poses[j], a)
     return out, status
 
 
@@ -307,10 +294,10 @@ def relation_errors(relations: Relations, stamps: np.ndarray, poses: np.ndarray,
         err = np.linalg.inv(relations.delta[ok]) @ est
         if planar:
             trans[ok] = np.linalg.norm(err[:, :2, 3], axis=1)
-            rot[ok] = np.degrees(np.abs(np.arctan2(err[:, 1, 0], err[:, 0, 0])))
+            rot[ok] = np.degrees(np.abs(yaw_of(err)))
         else:
             trans[ok] = np.linalg.norm(err[:, :3, 3], axis=1)
-            rot[ok] = np.degrees(Rotation.from_matrix(err[:, :3, :3]).magnitude())
+            rot[ok] = np.degrees(rotation_angle(err[:, :3, :3]))
     return RelationErrors(trans_m=trans, rot_deg=rot, status=status)
 
 

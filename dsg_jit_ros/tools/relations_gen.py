@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsg_jit_ros.geometry.poses import yaw_of
+
 __all__ = ["relation_pairs"]
 
 
@@ -49,7 +51,7 @@ def relation_pairs(stamps_s: np.ndarray, poses: np.ndarray, rng: np.random.Gener
         if t[j] - t[i] >= local_dt[0] - 1e-9:
             local.append((i, j))
     xy = T[:, :2, 3]
-    heading = np.arctan2(T[:, 1, 0], T[:, 0, 0])
+    heading = yaw_of(T)
     far = []
     for i in range(0, n, far_every):
         later = np.flatnonzero(t >= t[i] + far_min_dt)

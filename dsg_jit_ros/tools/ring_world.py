@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsg_jit_ros.tools.demo_world import yaw_matrices
+from dsg_jit_ros.geometry.poses import yaw_matrices
 from dsg_jit_ros.tools.office_world import FURNITURE, WALL, FloorPlan
 from dsg_jit_ros.tools.planar_laser import (PlanarLaserConfig, WheelOdometryNoise, planar_scan,
                                             simulate_wheel_odometry)
