@@ -21,13 +21,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dsg_jit_ros  # noqa: E402,F401  (float64)
+from dsg_jit_ros.geometry.poses import yaw_matrices  # noqa: E402
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig  # noqa: E402
 from dsg_jit_ros.tools.ring_world import RingConfig, ring_poses  # noqa: E402
 
 
 def _yaw(angle: float) -> np.ndarray:
     t = np.eye(4)
-    t[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    t[:3, :3] = yaw_matrices(angle)
     return t
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsg_jit_ros.geometry.poses import yaw_of
+from dsg_jit_ros.geometry.poses import yaw_matrices, yaw_of
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class CorrelativeResult:
 
 def _planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
     t = np.eye(4)
-    c, s = np.cos(yaw), np.sin(yaw)
-    t[:2, :2] = [[c, -s], [s, c]]
+    t[:3, :3] = yaw_matrices(yaw)
     t[:2, 3] = x, y
     return t
 
