@@ -207,7 +207,8 @@ def test_partial_loops_agree_only_in_the_directions_both_pin():
     """Two corridor loops whose corrections differ by 2 m along the corridor agree (the
     axis is free in both); differing by 0.2 m across it, they do not."""
     at = _planar(10.0, 0.0, 0.0)
-    free = [(np.array([[1.0, 0, 0, 0, 0, 0]]), at), (np.array([[1.0, 0, 0, 0, 0, 0]]), _planar(9.0, 0.0, 0.0))]
+    # the second loop's node heads 0.01 rad off (two registrations in one corridor): one axis
+    free = [(np.array([[1.0, 0, 0, 0, 0, 0]]), at), (np.array([[1.0, 0, 0, 0, 0, 0]]), _planar(9.0, 0.0, -0.01))]
     a = _planar(0.0, 0.0, 0.0)
     assert corrections_agree(a, _planar(2.0, 0.01, 0.002), at, free, SIGMAS, True)
     assert not corrections_agree(a, _planar(0.0, 0.2, 0.0), at, free, SIGMAS, True)

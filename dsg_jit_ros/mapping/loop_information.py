@@ -42,6 +42,7 @@ from dsg_jit_ros.mapping.planar import PLANAR_FIXED, adjoint_matrix
 PLANAR_DOFS = np.array([0, 1, 5])  # [rho_x, rho_y, phi_z] of the tangent [rho, phi]
 MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information (full loops)
 MAX_FREE_ROTATION = 0.3  # whitened rotation share of a direction a partial loop may leave free
+SAME_AXIS = 0.3  # free directions of two loops within ~33 degrees (whitened) count as one axis
 
 
 def estimated_dofs(planar: bool) -> np.ndarray:
@@ -113,7 +114,10 @@ def corrections_agree(a: np.ndarray, b: np.ndarray, at: np.ndarray, free: list[t
     on the pose ``at`` (T_map_body), in the directions both loops pin down.  ``free``:
     each loop's (free directions (k, 6) in its newer node's frame, that node's pose):
     a correction is unknown along them, so the difference is compared after removing
-    them (whitened by ``sigmas``); at least ``dofs - 1`` directions must remain."""
+    them (whitened by ``sigmas``; the free directions of two loops along one corridor
+    differ by the loops' small heading differences and count as one axis: the principal
+    axis of the set when the next one is below ``SAME_AXIS`` of it); at least
+    ``dofs - 1`` directions must remain."""
     from dsg_jit_ros.slam.pose_graph import pose_values
 
     dofs = estimated_dofs(planar)
@@ -121,10 +125,12 @@ def corrections_agree(a: np.ndarray, b: np.ndarray, at: np.ndarray, free: list[t
     d = pose_values((np.linalg.inv(a @ at) @ (b @ at))[None])[0][dofs] / w
     basis = [adjoint_matrix(np.linalg.inv(at) @ pose) @ f for dirs, pose in free for f in dirs]
     if basis:
-        q, r = np.linalg.qr(np.array(basis)[:, dofs].T / w[:, None])
-        q = q[:, np.abs(np.diag(r)) > 1e-9]
-        if q.shape[1] > 1:
+        white = np.array(basis)[:, dofs] / w
+        white /= np.linalg.norm(white, axis=1, keepdims=True)
+        u, s, _ = np.linalg.svd(white.T, full_matrices=False)
+        u = u[:, s > SAME_AXIS * s[0]]  # two corridor loops: (nearly) the same free axis, once
+        if u.shape[1] > 1:
             return False  # less than dofs - 1 directions compared: no confirmation
-        d = d - q @ (q.T @ d)
+        d = d - u @ (u.T @ d)
     rot = dofs >= 3
     return bool(np.linalg.norm(d[~rot]) <= 1.0 and np.linalg.norm(d[rot]) <= 1.0)
