@@ -17,6 +17,7 @@ import dsg_jit_ros  # noqa: F401  (float64)
 from dsg_jit_ros.mapping.association import associate
 from dsg_jit_ros.mapping.global_graph import PLAIN_SCALE, GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.local_map import placed_map
+from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.loop_information import (corrections_agree, free_directions, isotropic_sqrt_info,
                                                   loop_sqrt_info)
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
@@ -46,18 +47,26 @@ def _walls(segments, step=0.02):
     return np.column_stack([xy, np.zeros(len(xy))])
 
 
-def _register(world, pose_true, pose_pred, reach=4.0):
-    """Register the world's points within ``reach`` of ``pose_true`` (seen from there) to
-    the world's voxel surfaces, from ``pose_pred`` (planar, as the loop closer does)."""
+def _scan_and_target(world, pose_true, reach=4.0):
+    """The world's points within ``reach`` of ``pose_true`` (seen from there), and the
+    world's voxel surfaces (point-to-plane, as the loop closer's submap)."""
     voxel = 0.2
     cells = associate(world, np.eye(4), VoxelConfig(voxel, 0.0, 100.0))
     submap = placed_map([(cells, np.eye(4), np.eye(4))], voxel)
     surface = SurfaceConfig(slide=np.inf)
     target = SurfaceTarget.build(submap.keys, submap.means(), submap.surfaces(np.arange(len(submap)), surface), voxel)
     near = world[np.linalg.norm(world[:, :2] - pose_true[:2, 3], axis=1) <= reach]
-    scan = (near - pose_true[:3, 3]) @ pose_true[:3, :3]
+    return (near - pose_true[:3, 3]) @ pose_true[:3, :3], target
+
+
+PRIOR = np.array([1.0] * 3 + [0.2] * 3)
+
+
+def _register(world, pose_true, pose_pred, reach=4.0):
+    """Register the scan at ``pose_true`` from ``pose_pred`` (planar, as the loop closer does)."""
+    scan, target = _scan_and_target(world, pose_true, reach)
     cfg = RegistrationConfig(degeneracy_ratio=0.0, max_correction_sigma=3.0)
-    return register(scan, pose_pred, target, np.array([1.0] * 3 + [0.2] * 3), cfg, planar=True)
+    return register(scan, pose_pred, target, PRIOR, cfg, planar=True)
 
 
 CORRIDOR = [((-15.0, -1.2), (15.0, -1.2)), ((-15.0, 1.2), (15.0, 1.2))]
@@ -91,6 +100,28 @@ def test_a_corner_pins_every_direction_and_keeps_the_isotropic_edge():
     for partial in (False, True):  # the same edge as before partial loops existed
         np.testing.assert_array_equal(loop_sqrt_info(reg.information, SIGMAS, True, partial),
                                       isotropic_sqrt_info(SIGMAS))
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_the_loop_closer_accepts_a_corridor_match_as_a_partial_loop(partial):
+    """The verification itself (``LoopCloser._register``): a corridor match is degenerate
+    without ``loop.partial`` and a partial loop with it (free along the corridor, lateral
+    position and heading right); the corridor's end wall makes it a full loop either way."""
+    cfg = LoopConfig(enabled=True, partial=partial)
+    closer = LoopCloser(cfg, 0.2, SurfaceConfig(), RegistrationConfig())
+    truth = _planar(0.0, 0.3, 0.0)
+    pred = truth @ _planar(0.15, 0.08, 0.02)
+    scan, target = _scan_and_target(_walls(CORRIDOR), truth)
+    got = closer._register(0, 1, scan, pred, pred, target, PRIOR, True, 0.0)
+    assert got.accepted == partial and got.reason == ("accepted" if partial else "degenerate")
+    if partial:
+        assert got.partial and np.allclose(np.abs(free_directions(got.sqrt_info, True)), [1, 0, 0, 0, 0, 0], atol=1e-4)
+        err = np.linalg.inv(truth) @ got.t_older_newer
+        assert abs(err[1, 3]) < 0.01 and abs(np.arctan2(err[1, 0], err[0, 0])) < 0.002
+    scan, target = _scan_and_target(_walls(CORRIDOR + [((3.0, -1.2), (3.0, 1.2))]), truth)
+    got = closer._register(0, 1, scan, pred, pred, target, PRIOR, True, 0.0)
+    assert got.accepted and not got.partial
+    np.testing.assert_array_equal(got.sqrt_info, isotropic_sqrt_info(SIGMAS))
 
 
 def test_a_loop_free_in_heading_is_refused():
