@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import dsg_jit_ros  # noqa: E402,F401  (float64)
 from dsg_jit_ros.mapping.export import poses_at  # noqa: E402
+from dsg_jit_ros.mapping.loop_information import is_partial  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
@@ -74,6 +75,7 @@ def run_ours(log, cfg):
     counts = pipe.loop_counts()
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
             "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "global_solves")},
+            "partial_loops": sum(is_partial(e.sqrt_info, pipe.graph.planar) for e in pipe.graph.loops),
             "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar),
             "registrations": dict(pipe.window.registrations)}
     return poses, 1000.0 * elapsed / len(log.clouds), info

@@ -74,7 +74,8 @@ class LoopConfig:
     every ``min_spacing`` metres of travel.  A candidate is verified by registering
     the voxel means of the last metres of travel (``mapping.loop_closure``) against the
     submap of the candidate's ``submap_keyframes`` neighbours on each side (and other
-    passes near it): it must converge without a degenerate direction, match
+    passes near it): it must converge without a degenerate direction (``partial``: at
+    most one, a translation), match
     ``min_overlap`` of the points with RMS whitened residual below ``max_rmse``, and be
     confirmed by a second match nearby.  After the global solve a loop edge whose whitened
     residual is above ``max_residual`` is removed (it disagrees with the rest).
