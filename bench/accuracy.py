@@ -20,7 +20,8 @@ Methods, all fed the same messages in bag order:
 Row fields: dataset, method, scans, relations (all / local / long: mean trans m,
 mean rot deg, counts) and ATE (m) where ground truth exists, consistency (median
 distance m and fraction within 5 cm of points to scans >= 30 s apart; and
-``consistency_local``: to scans 1-10 s apart), ms per scan.
+``consistency_local``: to scans 1-10 s apart), ms per scan; for ``ours`` the loop counters and
+``partial_loops`` (loop edges in the final graph that leave a direction free).
 Run times are wall-clock on this machine: compare methods within one run.
 """
 

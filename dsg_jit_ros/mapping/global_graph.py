@@ -308,12 +308,12 @@ class GlobalGraph:
         covariance, the drift window's and the loop edge's own covariance, is below the
         99.9 % quantile; a partial edge is tested in the directions it constrains (the
         error and the covariances seen through its square-root information, the edge's
-        own covariance the identity there).  The chain's sigmas are the window's own claim; on real logs its
-        estimates drift by metres and tens of degrees over a long loop (mit-csail: 0.24 rad
-        over 73 m, 0.39 rad over 200 m), which the drift window (``LoopConfig.drift_radius``
-        and ``drift_angle``, ``DRIFT_WINDOW_SIGMAS`` sigmas) accounts for, as in the
-        candidate search.  A look-alike place far outside both is refused
-        before it can bend the map."""
+        own covariance the identity there).  The chain's sigmas are the window's own
+        claim; on real logs its estimates drift by metres and tens of degrees over a long
+        loop (mit-csail: 0.24 rad over 73 m, 0.39 rad over 200 m), which the drift window
+        (``LoopConfig.drift_radius`` and ``drift_angle``, ``DRIFT_WINDOW_SIGMAS`` sigmas)
+        accounts for, as in the candidate search.  A look-alike place far outside both is
+        refused before it can bend the map."""
         i, j = edge.older, edge.newer
         cov = np.zeros((6, 6))
         tail = np.eye(4)  # product of the chain edges after edge k, up to node j

@@ -41,8 +41,8 @@ import numpy as np
 
 from dsg_jit_ros.mapping.correlative import correlative_match_2d
 from dsg_jit_ros.mapping.global_graph import DRIFT_WINDOW_SIGMAS, GlobalGraph, LoopConfig
-from dsg_jit_ros.mapping.loop_information import (MIN_CONDITIONING, corrections_agree, free_directions,
-                                                  loop_sqrt_info, translation_conditioning)
+from dsg_jit_ros.mapping.loop_information import (corrections_agree, free_directions, loop_sqrt_info,
+                                                  translation_conditioning)
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
