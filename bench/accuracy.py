@@ -20,7 +20,8 @@ Methods, all fed the same messages in bag order:
 Row fields: dataset, method, scans, relations (all / local / long: mean trans m,
 mean rot deg, counts) and ATE (m) where ground truth exists, consistency (median
 distance m and fraction within 5 cm of points to scans >= 30 s apart; and
-``consistency_local``: to scans 1-10 s apart), ms per scan.
+``consistency_local``: to scans 1-10 s apart), ms per scan; for ``ours`` the loop counters and
+``partial_loops`` (loop edges in the final graph that leave a direction free).
 Run times are wall-clock on this machine: compare methods within one run.
 """
 
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import dsg_jit_ros  # noqa: E402,F401  (float64)
 from dsg_jit_ros.mapping.export import poses_at  # noqa: E402
+from dsg_jit_ros.mapping.loop_information import is_partial  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
@@ -74,6 +76,7 @@ def run_ours(log, cfg):
     counts = pipe.loop_counts()
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
             "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "global_solves")},
+            "partial_loops": sum(is_partial(e.sqrt_info, pipe.graph.planar) for e in pipe.graph.loops),
             "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar),
             "registrations": dict(pipe.window.registrations)}
     return poses, 1000.0 * elapsed / len(log.clouds), info

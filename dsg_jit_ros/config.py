@@ -218,6 +218,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("loop.chain_translation_scale", 0.01, "... plus this per metre between them (m/m).", 0.0, BIG),
         ParamSpec("loop.chain_sigma_rotation", 0.001, "Rotation sigma of the chain edges (rad) ...", 1e-9, BIG),
         ParamSpec("loop.chain_rotation_scale", 0.01, "... plus this per radian turned (rad/rad).", 0.0, BIG),
+        ParamSpec("loop.partial", False, "Also accept loops whose registration pins every direction but one "
+                  "translation (a corridor: lateral position and heading, not the position along it); their edges "
+                  "constrain only the pinned directions."),
     ),
     # outputs and start-up
     *filling(NodeConfig,

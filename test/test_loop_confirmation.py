@@ -3,6 +3,8 @@
 Registration is replaced by a stand-in that reports a chosen relative pose, so the rule
 itself is checked: the oracle is the correction each match implies (closed form)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,42 @@ def test_loops_implying_different_corrections_do_not_confirm(setup):
     closer.shift = 5 * graph.cfg.sigma_translation  # the second match moves the map elsewhere
     got = _step(graph, closer, 2.0)
     assert [a.reason for a in got] == ["unconfirmed"] and not graph.loops
+
+
+class _CorridorCloser(_Closer):
+    """As ``_Closer``, but every match is a corridor's: free along x (partial loop edge)."""
+
+    lateral = 0.0
+
+    def verify(self, graph, older, newer):
+        attempt = super().verify(graph, older, newer)
+        shifted = attempt.t_older_newer @ _along_x(0.0)
+        shifted[1, 3] += self.lateral
+        w = np.diag(1.0 / graph.cfg.loop_sigmas())
+        w[0] = 0.0
+        return dataclasses.replace(attempt, t_older_newer=shifted, sqrt_info=w, partial=True)
+
+
+@pytest.fixture
+def corridor(monkeypatch):
+    monkeypatch.setattr(loop_closure, "candidates", lambda graph, newest, cfg: [0] if newest else [])
+    cfg = LoopConfig(enabled=True, min_spacing=0.0, partial=True)
+    return GlobalGraph(cfg, planar=True), _CorridorCloser(cfg, 0.2, SurfaceConfig(), RegistrationConfig())
+
+
+def test_partial_loops_confirm_each_other_across_the_corridor_only(corridor):
+    """Two corridor matches 2 m apart along the corridor (look-alike doors) imply the same
+    lateral position and heading: they confirm each other, and the edges keep their
+    square-root informations.  0.25 m apart across it (5 sigma) they do not."""
+    graph, closer = corridor
+    _step(graph, closer, 0.0)
+    assert [a.reason for a in _step(graph, closer, 1.0)] == ["unconfirmed"]
+    closer.shift = 2.0  # along the free axis
+    got = _step(graph, closer, 2.0)
+    assert [a.accepted for a in got] == [True, True] and len(graph.loops) == 2
+    assert all(e.sqrt_info[0, 0] == 0.0 and e.information[0, 0] == 0.0 for e in graph.loops)
+    closer.lateral = 5 * graph.cfg.sigma_translation
+    _step(graph, closer, 3.0)  # pending (the shift along x is its own)
+    closer.lateral = 0.0
+    got = _step(graph, closer, 4.0)
+    assert [a.reason for a in got] == ["unconfirmed"] and len(graph.loops) == 2

@@ -94,14 +94,14 @@ def test_broken_map_files_give_one_clear_sentence(mapped, tmp_path):
     with pytest.raises(MapFileError, match="not a dsg_jit_ros.map file"):
         read_map(foreign)
     state = read_map(path)
-    with zipfile.ZipFile(path) as z, zipfile.ZipFile(tmp_path / "v2.npz", "w") as out:
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(tmp_path / "v3.npz", "w") as out:
         for name in z.namelist():
             if name != "version.npy":
                 out.writestr(name, z.read(name))
-    np_v2 = dict(np.load(tmp_path / "v2.npz"))
-    np.savez(tmp_path / "v2.npz", version=np.array(2), **np_v2)
-    with pytest.raises(MapFileError, match="version 2"):
-        read_map(tmp_path / "v2.npz")
+    np_v3 = dict(np.load(tmp_path / "v3.npz"))
+    np.savez(tmp_path / "v3.npz", version=np.array(3), **np_v3)
+    with pytest.raises(MapFileError, match="version 3"):
+        read_map(tmp_path / "v3.npz")
     bad = dataclasses.replace(state, cell_offsets=state.cell_offsets[:-1])
     with pytest.raises(ValueError, match="cell_offsets"):
         write_map(tmp_path / "bad.npz", bad)
@@ -109,6 +109,50 @@ def test_broken_map_files_give_one_clear_sentence(mapped, tmp_path):
         read_map(tmp_path / "absent.npz")
     with pytest.raises(MapFileError):
         SlamPipeline(dataclasses.replace(CFG, map_file=str(truncated)))
+
+
+def test_loop_edges_round_trip_and_an_old_version_file_still_loads(mapped, tmp_path):
+    """Version 2 keeps the global graph's loop edges with their square-root information
+    (an anisotropic one: a row of zeros for the direction the loop leaves free); a
+    pipeline loading the file gets them back in its graph.  A version-1 file (no loop
+    arrays) still loads, with no loops."""
+    from dsg_jit_ros.io.map_file import VERSION
+
+    _, _, path, _, _ = mapped
+    state = read_map(path)
+    n = len(state)
+    assert VERSION == 2 and n >= 6
+    w = np.diag([0.0, 20.0, 20.0, 100.0, 100.0, 100.0])  # free along the body's x (a corridor)
+    rel = np.linalg.inv(state.poses[0]) @ state.poses[n - 2]  # the map's own estimate: consistent
+    loops = dataclasses.replace(state, loop_nodes=np.array([[0, n - 2], [1, n - 1]]),
+                                loop_poses=np.array([rel, np.linalg.inv(state.poses[1]) @ state.poses[n - 1]]),
+                                loop_sqrt_info=np.array([w, np.diag([20.0] * 3 + [100.0] * 3)]))
+    write_map(tmp_path / "loops.npz", loops)
+    back = read_map(tmp_path / "loops.npz")
+    for f in dataclasses.fields(loops):
+        assert np.array_equal(getattr(back, f.name), getattr(loops, f.name)), f.name
+    pipe = SlamPipeline(dataclasses.replace(CFG, map_file=str(tmp_path / "loops.npz")))
+    got = pipe.graph.loops
+    assert [(e.older, e.newer) for e in got] == [(0, n - 2), (1, n - 1)]
+    np.testing.assert_array_equal(got[0].sqrt_info, w)
+    np.testing.assert_allclose(got[0].information, w.T @ w)
+    np.testing.assert_allclose(got[0].t_older_newer, rel, atol=1e-9)
+    # a loop onto a keyframe that does not exist is refused with a sentence
+    with pytest.raises(ValueError, match="loop_nodes"):
+        write_map(tmp_path / "bad.npz", dataclasses.replace(loops, loop_nodes=np.array([[0, n], [1, n - 1]])))
+    # version 1: the same arrays without the loop edges
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(tmp_path / "v1.npz", "w") as out:
+        for name in z.namelist():
+            if name != "version.npy" and not name.startswith("loop_"):
+                out.writestr(name, z.read(name))
+    v1 = dict(np.load(tmp_path / "v1.npz"))
+    np.savez(tmp_path / "v1.npz", version=np.array(1), **v1)
+    old = read_map(tmp_path / "v1.npz")
+    assert old.loop_nodes.shape == (0, 2) and old.loop_sqrt_info.shape == (0, 6, 6)
+    for f in ("stamps", "poses", "keys", "mean_body", "scatter_body"):
+        assert np.array_equal(getattr(old, f), getattr(state, f)), f
+    loaded = SlamPipeline(dataclasses.replace(CFG, map_file=str(tmp_path / "v1.npz")))
+    assert loaded.loaded_keyframes == n and not loaded.graph.loops
 
 
 def test_a_node_with_a_broken_map_file_stays_up_unconfigured(tmp_path):

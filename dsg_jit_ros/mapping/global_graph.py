@@ -6,9 +6,13 @@ its *submap*, placed wherever the node goes, so the map moves with the graph.
 Consecutive nodes are linked by ``between_se3`` factors measuring the window's
 relative estimate, with sigmas that grow with the motion between them
 (``LoopConfig.chain_*``).  Loop closures (``mapping.loop_closure``) add
-``between_se3`` factors with a Cauchy kernel.  A wrong one that slipped through
-verification is refused by a chi-square test against the chain's propagated
-covariance before the solve, or removed after it when its residual stays large.
+``between_se3`` factors with a Cauchy kernel on the whitened residual, whitened by
+the edge's square-root information ``LoopEdge.sqrt_info`` (6x6, tangent [rho (m),
+phi (rad)] of the newer node; isotropic loop sigmas, or for a partial loop only the
+directions its registration pins, ``mapping.loop_information``).  A wrong one that
+slipped through verification is refused by a chi-square test against the chain's
+propagated covariance before the solve (in the directions the edge constrains), or
+removed after it when its whitened residual stays large.
 
 The graph lives in one WorldModel whose compiled shapes start at
 ``LoopConfig.initial_capacity`` nodes and double as the graph grows (each growth
@@ -32,6 +36,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
 from dsg_jit_ros.mapping.local_map import placed_map
+from dsg_jit_ros.mapping.loop_information import estimated_dofs, free_directions, isotropic_sqrt_info
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.voxel_map import VoxelMap
 from dsg_jit_ros.optimization.compile_count import compile_count
@@ -43,7 +48,7 @@ from dsg_jit_ros.world.model import WorldModel
 _IDENTITY = np.eye(4)
 _IDENTITY.flags.writeable = False
 RETIRE_FRACTION = 8  # a full graph retires capacity // RETIRE_FRACTION nodes at once
-CHI2_999 = {3: 16.27, 6: 22.46}  # 99.9 % quantiles of chi-square with 3 and 6 degrees of freedom
+CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46}  # 99.9 % chi-square quantiles by dof
 PLAIN_SCALE = 1e6  # a Cauchy kernel this wide is least squares for any loop error that can occur
 DRIFT_WINDOW_SIGMAS = 3.0  # the drift window (``LoopConfig.drift_radius``) spans this many sigmas of the drift
 
@@ -56,7 +61,9 @@ class LoopConfig:
     chain_translation_scale * |travel|`` (m) and ``chain_sigma_rotation +
     chain_rotation_scale * |turn|`` (rad).  Loop edges: sigmas ``sigma_translation``
     (m) and ``sigma_rotation`` (rad) with a Cauchy kernel of scale ``kernel_scale``
-    (whitened units).
+    (whitened units); with ``partial``, a loop whose registration pins all directions
+    but one translation (a corridor) is accepted too, its edge constraining only the
+    pinned directions (``mapping.loop_information``).
 
     Candidates for a new node: nodes at least ``min_interval`` older whose estimate
     lies within ``search_radius + drift_per_metre * travelled`` (the distance
@@ -67,7 +74,8 @@ class LoopConfig:
     every ``min_spacing`` metres of travel.  A candidate is verified by registering
     the voxel means of the last metres of travel (``mapping.loop_closure``) against the
     submap of the candidate's ``submap_keyframes`` neighbours on each side (and other
-    passes near it): it must converge without a degenerate direction, match
+    passes near it): it must converge without a degenerate direction (``partial``: at
+    most one, a translation), match
     ``min_overlap`` of the points with RMS whitened residual below ``max_rmse``, and be
     confirmed by a second match nearby.  After the global solve a loop edge whose whitened
     residual is above ``max_residual`` is removed (it disagrees with the rest).
@@ -95,6 +103,7 @@ class LoopConfig:
     kernel_scale: float = 3.0
     max_residual: float = 5.0
     solver_iterations: int = 20
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if self.capacity < 4 or self.initial_capacity < 4:
@@ -150,14 +159,22 @@ class Node:
     chain: tuple[np.ndarray, np.ndarray] | None = None  # (T_prev_this, sigmas) of the edge from the previous node
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoopEdge:
-    """A loop closure: node ``older`` sees node ``newer`` at ``t_older_newer``."""
+    """A loop closure: node ``older`` sees node ``newer`` at ``t_older_newer``, with the
+    square-root information ``sqrt_info`` (6x6: whitened residual ``W log(Z^-1 T_i^-1
+    T_j)``, tangent [rho (m), phi (rad)] in the newer node's frame)."""
 
     older: int
     newer: int
     t_older_newer: np.ndarray
     factor: int
+    sqrt_info: np.ndarray
+
+    @property
+    def information(self) -> np.ndarray:
+        """(6, 6) ``W^T W``."""
+        return self.sqrt_info.T @ self.sqrt_info
 
 
 class GlobalGraph:
@@ -227,14 +244,27 @@ class GlobalGraph:
                                chain))
         return len(self.nodes) - 1
 
-    def add_loop(self, older: int, newer: int, t_older_newer: np.ndarray) -> LoopEdge:
-        """A loop edge between two nodes in the graph (Cauchy kernel)."""
+    def add_loop(self, older: int, newer: int, t_older_newer: np.ndarray,
+                 sqrt_info: np.ndarray | None = None) -> LoopEdge:
+        """A loop edge between two nodes in the graph (Cauchy kernel); ``sqrt_info``
+        (6x6, see ``LoopEdge``) defaults to the isotropic loop sigmas.  Along directions
+        the edge leaves free the measurement says nothing: it is replaced there by the
+        current estimate (a look-alike place metres along a corridor would otherwise
+        leak into the pinned directions through the SE(3) logarithm of the residual)."""
         if not (self.first <= older < newer < len(self.nodes)):
             raise ValueError(f"loop ({older}, {newer}) needs nodes in the graph, oldest first")
+        w = isotropic_sqrt_info(self.cfg.loop_sigmas()) if sqrt_info is None else np.array(sqrt_info, dtype=np.float64)
+        if w.shape != (6, 6) or not np.all(np.isfinite(w)):
+            raise ValueError(f"a loop's sqrt_info must be a finite 6x6 matrix, got shape {w.shape}")
+        free = free_directions(w, self.planar)
+        if len(free):
+            ti, tj = self.poses([older, newer])
+            slide = pose_values((np.linalg.inv(t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
+            t_older_newer = t_older_newer @ pose_matrices((free.T @ (free @ slide))[None])[0]
         fid = self.wm.add_factor("between_se3", (self.nodes[older].var, self.nodes[newer].var), {
-            "T_ij": np.asarray(t_older_newer, dtype=np.float64), "sigma": self.cfg.loop_sigmas(),
+            "T_ij": np.asarray(t_older_newer, dtype=np.float64), "sqrt_info": w,
             "robust": ("cauchy", self.cfg.kernel_scale)})
-        edge = LoopEdge(older, newer, np.asarray(t_older_newer, dtype=np.float64), fid)
+        edge = LoopEdge(older, newer, np.asarray(t_older_newer, dtype=np.float64), fid, w)
         self.loops.append(edge)
         return edge
 
@@ -276,12 +306,14 @@ class GlobalGraph:
         """Chi-square test of a new loop edge against the chain between its nodes: the
         loop's error at the current estimate, whitened by the chain's propagated relative
         covariance, the drift window's and the loop edge's own covariance, is below the
-        99.9 % quantile.  The chain's sigmas are the window's own claim; on real logs its
-        estimates drift by metres and tens of degrees over a long loop (mit-csail: 0.24 rad
-        over 73 m, 0.39 rad over 200 m), which the drift window (``LoopConfig.drift_radius``
-        and ``drift_angle``, ``DRIFT_WINDOW_SIGMAS`` sigmas) accounts for, as in the
-        candidate search.  A look-alike place far outside both is refused
-        before it can bend the map."""
+        99.9 % quantile; a partial edge is tested in the directions it constrains (the
+        error and the covariances seen through its square-root information, the edge's
+        own covariance the identity there).  The chain's sigmas are the window's own
+        claim; on real logs its estimates drift by metres and tens of degrees over a long
+        loop (mit-csail: 0.24 rad over 73 m, 0.39 rad over 200 m), which the drift window
+        (``LoopConfig.drift_radius`` and ``drift_angle``, ``DRIFT_WINDOW_SIGMAS`` sigmas)
+        accounts for, as in the candidate search.  A look-alike place far outside both is
+        refused before it can bend the map."""
         i, j = edge.older, edge.newer
         cov = np.zeros((6, 6))
         tail = np.eye(4)  # product of the chain edges after edge k, up to node j
@@ -294,10 +326,13 @@ class GlobalGraph:
         err = pose_values((np.linalg.inv(edge.t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
         travelled = self.nodes[j].travelled - self.nodes[i].travelled
         drift = np.array([self.cfg.drift_radius(travelled)] * 3 + [self.cfg.drift_angle(travelled)] * 3)
-        cov += np.diag(self.cfg.loop_sigmas() ** 2 + (drift / DRIFT_WINDOW_SIGMAS) ** 2)
-        dofs = np.array([0, 1, 5]) if self.planar else np.arange(6)
-        m2 = float(err[dofs] @ np.linalg.solve(cov[np.ix_(dofs, dofs)], err[dofs]))
-        return m2 <= CHI2_999[len(dofs)]
+        cov += np.diag((drift / DRIFT_WINDOW_SIGMAS) ** 2)
+        dofs = estimated_dofs(self.planar)
+        w = edge.sqrt_info[:, dofs]
+        w = w[np.linalg.norm(w, axis=1) > 0]  # the constrained directions (planar: their rows on dofs)
+        e = w @ err[dofs]
+        m2 = float(e @ np.linalg.solve(w @ cov[np.ix_(dofs, dofs)] @ w.T + np.eye(len(w)), e))
+        return m2 <= CHI2_999[len(w)]
 
     def _solve(self) -> None:
         """One LM solve; the compilations of the first solve after the capacity grew are
@@ -313,12 +348,13 @@ class GlobalGraph:
         self.wm.update_from_state(result.x)
 
     def _whitened_error(self, edge: LoopEdge) -> float:
-        """|sigma^-1 log(T_ij^-1 T_i^-1 T_j)| of a loop edge at the current estimate."""
+        """|W log(T_ij^-1 T_i^-1 T_j)| of a loop edge at the current estimate (``W``: its
+        square-root information)."""
         ti, tj = self.poses([edge.older, edge.newer])
         err = pose_values((np.linalg.inv(edge.t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
         if self.planar:
             err[PLANAR_FIXED] = 0.0
-        return float(np.linalg.norm(err / self.cfg.loop_sigmas()))
+        return float(np.linalg.norm(edge.sqrt_info @ err))
 
     def _retire(self, n: int) -> None:
         """Take the ``n`` oldest nodes out of the WorldModel: their poses stay as they are

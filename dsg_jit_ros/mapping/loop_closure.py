@@ -20,9 +20,15 @@
    the scan alone pins every direction to better than the loop edge's sigma (the
    smallest eigenvalue of its Hessian, in units of the loop edge's information,
    is at least 1): along a featureless corridor a look-alike place is not a loop.
+   With ``LoopConfig.partial`` a match that pins all but one direction, a
+   translation (a corridor: lateral position and heading, not the position along it),
+   is accepted too, as a *partial* loop whose edge constrains only what the scan
+   pins (``mapping.loop_information``).
 3. A verified loop waits for a second one that implies the same correction of the
-   map; both then become ``between_se3`` edges (Cauchy kernel) in the graph, which
-   gates them against its chain and the drift window (``GlobalGraph.optimize``).
+   map (compared in the directions both pin); both then become ``between_se3`` edges
+   (their square-root information ``LoopAttempt.sqrt_info``, Cauchy kernel) in the
+   graph, which gates them against its chain and the drift window
+   (``GlobalGraph.optimize``).
 The caller solves the graph and re-bases the window and map.
 """
 
@@ -35,6 +41,8 @@ import numpy as np
 
 from dsg_jit_ros.mapping.correlative import correlative_match_2d
 from dsg_jit_ros.mapping.global_graph import DRIFT_WINDOW_SIGMAS, GlobalGraph, LoopConfig
+from dsg_jit_ros.mapping.loop_information import (corrections_agree, free_directions, loop_sqrt_info,
+                                                  translation_conditioning)
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
@@ -43,7 +51,6 @@ LOOP_PRIOR_ROTATION = 0.2  # rad: prior sigma of the rotation correction while v
 SUBMAP_RADIUS = 5.0  # m: nodes of any pass this close to the candidate join its submap
 SCAN_LENGTH = 5.0  # m: the scan holds the nodes of the last this much travel (a corner, not only a corridor)
 SCAN_MAX_KEYFRAMES = 40  # at most this many (turning on the spot makes keyframes without travel)
-MIN_CONDITIONING = 0.05  # smallest / largest eigenvalue of the scan's translation information
 CONFIRM_WITHIN = 3  # a verified loop needs an agreeing one within this many attempts
 CONFIRM_TRAVEL = 10.0  # m: ... and within this much travel (two loops implying no correction, far
 #                        apart, agree trivially: that is no confirmation)
@@ -68,6 +75,8 @@ class LoopAttempt:
     conditioning: float = 0.0  # smallest / largest eigenvalue of the scan's translation information
     ambiguity: float = 0.0  # planar: correlative search's best score elsewhere / its best score
     t_older_newer: np.ndarray | None = None
+    sqrt_info: np.ndarray | None = None  # (6, 6) the loop edge's square-root information (accepted)
+    partial: bool = False  # the edge leaves a direction free (``mapping.loop_information``)
 
 
 def candidates(graph: GlobalGraph, newest: int, cfg: LoopConfig) -> list[int]:
@@ -132,10 +141,10 @@ class LoopCloser:
             pending = self._pending
             if (pending is not None and self._tries - pending[2] <= CONFIRM_WITHIN
                     and node.travelled - pending[3] <= CONFIRM_TRAVEL
-                    and self._agree(correction, pending[1], t_newer)):
+                    and self._agree(graph, attempt, correction, pending[0], pending[1], t_newer)):
                 first = pending[0]
-                graph.add_loop(first.older, first.newer, first.t_older_newer)
-                graph.add_loop(older, newest, attempt.t_older_newer)
+                graph.add_loop(first.older, first.newer, first.t_older_newer, first.sqrt_info)
+                graph.add_loop(older, newest, attempt.t_older_newer, attempt.sqrt_info)
                 self._pending = None
                 out += [first, attempt]
             else:
@@ -145,9 +154,17 @@ class LoopCloser:
         self.attempts.extend(out)
         return out
 
-    def _agree(self, a: np.ndarray, b: np.ndarray, at: np.ndarray) -> bool:
-        """Two map corrections (4x4) equal within the loop edge's sigmas where they act: on
-        the pose ``at`` (a small rotation about the map origin moves a far robot a lot)."""
+    def _agree(self, graph: GlobalGraph, attempt: LoopAttempt, a: np.ndarray, first: LoopAttempt, b: np.ndarray,
+               at: np.ndarray) -> bool:
+        """Two map corrections (4x4: ``a`` of ``attempt``, ``b`` of the pending ``first``)
+        equal within the loop edge's sigmas where they act: on the pose ``at`` (a small
+        rotation about the map origin moves a far robot a lot); with a partial loop, only
+        in the directions both loops pin (``loop_information.corrections_agree``)."""
+        planar = graph.planar
+        free = [(free_directions(x.sqrt_info, planar), graph.poses([x.newer])[0])
+                for x in (attempt, first) if x.partial]
+        if free:
+            return corrections_agree(a, b, at, free, self.cfg.loop_sigmas(), planar)
         d = np.linalg.inv(a @ at) @ (b @ at)
         angle = np.arccos(np.clip((np.trace(d[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))
         return bool(np.linalg.norm(d[:3, 3]) <= self.cfg.sigma_translation
@@ -210,10 +227,9 @@ class LoopCloser:
         reg = register(pts, t_start, target, prior, self.registration, planar=planar)
         overlap = reg.matched / max(reg.points, 1)
         correction = float(np.linalg.norm(reg.t_map_body[:3, 3] - t_pred[:3, 3]))
-        tdofs = [0, 1] if planar else [0, 1, 2]
-        eig_t = np.linalg.eigvalsh(reg.information[np.ix_(tdofs, tdofs)]) if reg.information is not None else [0, 0]
+        info = reg.information if reg.information is not None else np.zeros((6, 6))
         base = dict(overlap=overlap, rmse=reg.rmse, correction_m=correction, ambiguity=ambiguity,
-                    conditioning=float(eig_t[0] / eig_t[-1]) if eig_t[-1] > 0 else 0.0)
+                    conditioning=translation_conditioning(info, planar))
         if reg.rejected:
             return LoopAttempt(older, newer, False, "too_far", **base)
         if not reg.used or overlap < cfg.min_overlap:
@@ -222,10 +238,10 @@ class LoopCloser:
             return LoopAttempt(older, newer, False, "no_convergence", **base)
         if not reg.rmse <= cfg.max_rmse:
             return LoopAttempt(older, newer, False, "rmse", **base)
-        # every estimated direction pinned by the scan to within the loop edge's sigma
-        dofs = np.array([0, 1, 5]) if planar else np.arange(6)
-        w = cfg.loop_sigmas()[dofs]
-        info = reg.information[np.ix_(dofs, dofs)] * np.outer(w, w)
-        if np.linalg.eigvalsh(info).min() < 1.0 or base["conditioning"] < MIN_CONDITIONING:
+        # every estimated direction pinned by the scan to within the loop edge's sigma (or,
+        # partial, all but one translation): the edge's information (``loop_information``)
+        sqrt_info = loop_sqrt_info(info, cfg.loop_sigmas(), planar, cfg.partial)
+        if sqrt_info is None:
             return LoopAttempt(older, newer, False, "degenerate", **base)
-        return LoopAttempt(older, newer, True, "accepted", t_older_newer=reg.t_map_body, **base)
+        return LoopAttempt(older, newer, True, "accepted", t_older_newer=reg.t_map_body, sqrt_info=sqrt_info,
+                           partial=bool(len(free_directions(sqrt_info, planar))), **base)

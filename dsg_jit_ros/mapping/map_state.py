@@ -4,10 +4,12 @@
 nodes (keyframes that left the window, at their graph poses) and the window's
 keyframes (at their current estimates), each with its voxel observations (the
 submaps of retired nodes, folded into one voxel map, are written as the
-observations of the newest retired node).
+observations of the newest retired node), and the graph's loop edges (with their
+square-root informations) between those keyframes.
 ``restore``: a fresh pipeline takes a saved map as its frozen map (and its graph's
-nodes, so loops can close against it); in localization mode it tracks against the
-map without adding to it.
+nodes and loop edges, so loops can close against it and a later solve keeps the
+loops already found); in localization mode it tracks against the map without adding
+to it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def capture(pipeline) -> MapState:
     with pipeline.loop_lock:
         poses = graph.all_poses()
         records = [(n.stamp, p, n.level, n.cells, p @ n.key_offset) for n, p in zip(graph.nodes, poses)]
+        loops = [(e.older, e.newer, e.t_older_newer, e.sqrt_info) for e in graph.loops]
         if graph.first and len(graph.retired_map):  # retired nodes' submaps, held by the newest retired one
             i = graph.first - 1
             records[i] = (graph.nodes[i].stamp, poses[i], graph.nodes[i].level,
@@ -47,7 +50,10 @@ def capture(pipeline) -> MapState:
         key_poses=np.array([r[4] for r in records]).reshape(-1, 4, 4),
         cell_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         keys=stack(0, _EMPTY_CELLS[0]).astype(np.int64), count=stack(1, _EMPTY_CELLS[1]),
-        mean_body=stack(2, _EMPTY_CELLS[2]), scatter_body=stack(3, _EMPTY_CELLS[3]))
+        mean_body=stack(2, _EMPTY_CELLS[2]), scatter_body=stack(3, _EMPTY_CELLS[3]),
+        loop_nodes=np.array([e[:2] for e in loops], dtype=np.int64).reshape(-1, 2),
+        loop_poses=np.array([e[2] for e in loops]).reshape(-1, 4, 4),
+        loop_sqrt_info=np.array([e[3] for e in loops]).reshape(-1, 6, 6))
 
 
 def cells_in_frame(vmap, t_map_body: np.ndarray) -> CellObservations:
@@ -72,7 +78,7 @@ def cells_of(state: MapState, i: int) -> CellObservations:
 
 def restore(pipeline, state: MapState) -> list:
     """Load ``state`` into ``pipeline`` (before its first keyframe): the frozen map and the
-    global graph's nodes; returns the keyframes' (cells, T_map_body, keying pose).
+    global graph's nodes and loop edges (those onto nodes the graph still holds); returns the keyframes' (cells, T_map_body, keying pose).
     ValueError if the map does not fit the configuration."""
     if pipeline.keyframes:
         raise ValueError("a map can only be loaded before the first keyframe")
@@ -87,5 +93,9 @@ def restore(pipeline, state: MapState) -> list:
         cells = cells_of(state, i)
         pipeline.graph.add(float(state.stamps[i]), state.poses[i], state.levels[i], cells, state.key_poses[i])
         frozen.append((cells, state.poses[i], state.key_poses[i]))
+    graph = pipeline.graph
+    for (older, newer), t, w in zip(state.loop_nodes.tolist(), state.loop_poses, state.loop_sqrt_info):
+        if older >= graph.first:
+            graph.add_loop(older, newer, t, w)
     pipeline.window.local.rebuild(frozen)
     return frozen
