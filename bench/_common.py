@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts in ``bench/`` (timing, LM settings, GTSAM glue).
 
 Timing convention: ``compile_s`` is JAX tracing + XLA compilation of the jitted
-LM (ahead of time, ``solve.lower(...).compile()``); ``solve_s`` is the median
+LM (ahead of time, the jitted solve lowered and compiled with the static part of
+the config, its runtime fields passed as data); ``solve_s`` is the median
 wall time of calls of that compiled executable, results blocked on, so compile
 time is excluded.  The sparse solver's symbolic analysis is not: its cache is
 cleared before every timed call.  GTSAM times are medians of ``optimize()`` on a new optimizer.
@@ -23,7 +24,8 @@ import numpy as np
 from dsg_jit_ros.slam.pose_graph import pose_matrices, pose_values
 from dsg_jit_ros.optimization import sparse_cholesky
 from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS, ENV_VAR as SPARSE_BACKEND_ENV
-from dsg_jit_ros.optimization.solvers import LMConfig, solve
+from dsg_jit_ros.optimization import solvers
+from dsg_jit_ros.optimization.solvers import LMConfig
 
 #: ``--solver auto`` picks dense Cholesky up to this many state dimensions, else the
 #: host sparse Cholesky (PCG with block-Jacobi does not converge on parking-garage).
@@ -106,12 +108,13 @@ def median_timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, list[
 def run_ours(fg, x0, cfg: LMConfig, repeats: int) -> dict[str, Any]:
     """Compile our LM ahead of time, then time ``repeats`` solves; returns result + timings
     and ``sparse_backend``, the host sparse Cholesky that ran (None: none did)."""
-    compiled, compile_s = timed(lambda: solve.lower(fg, x0, cfg=cfg).compile())
+    static, runtime = solvers.split_config(cfg)
+    compiled, compile_s = timed(lambda: solvers._solve.lower(fg, x0, cfg=static, runtime=runtime).compile())
     runs_before = dict(sparse_cholesky.runs)
 
     def once():
         sparse_cholesky.clear_cache()  # each run analyses its sparsity anew, as GTSAM's optimizer orders anew
-        res = compiled(fg, x0)
+        res = compiled(fg, x0, runtime=runtime)
         jax.block_until_ready(res)
         return res
 
