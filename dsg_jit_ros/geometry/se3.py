@@ -64,7 +64,7 @@ def log(t_mat: jnp.ndarray) -> jnp.ndarray:
 
 def retract(v: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     """Pose value after the right perturbation ``T(v) @ exp(delta)``."""
-    return matrix_to_vec(vec_to_matrix(v) @ exp(delta))
+    return matrix_to_vec(so3.small_matmul(vec_to_matrix(v), exp(delta)))
 
 
 def local(v_a: jnp.ndarray, v_b: jnp.ndarray) -> jnp.ndarray:

@@ -10,9 +10,7 @@ reweighting: residual and Jacobian are scaled by ``sqrt(rho'(s))``.
 Nothing here forms a dense Jacobian of the whole state.
 
 Per-factor products of small matrices (whitening, ``J^T J`` blocks) are written as
-sums of broadcast products over the inner dimension (``batched_matmul``): XLA:CPU
-runs a batched ``dot`` of tiny matrices as a loop of small matrix products, two to
-three times slower than the fused elementwise loop this gives.
+sums of broadcast products over the inner dimension (``world.graph.batched_matmul``).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import numpy as np
 
 from dsg_jit_ros.geometry import so3
 from dsg_jit_ros.world import robust
-from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args, lift_blocks
+from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, batched_matmul, gather_args, lift_blocks
 
 
 @dataclass(frozen=True)
@@ -51,18 +49,6 @@ def _retraction_jacobian(manifold: str, v: jnp.ndarray) -> jnp.ndarray | None:
     top = jnp.concatenate([so3.exp(w), zero], axis=1)
     bottom = jnp.concatenate([zero, so3.left_jacobian_inverse(-w)], axis=1)
     return jnp.concatenate([top, bottom], axis=0)
-
-
-def batched_matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """``a @ b`` per batch row, (c, m, k) by (c, k, n) or (c, k), unrolled over ``k``
-    as a sum of broadcast products (see the module doc)."""
-    def term(i):
-        return a[:, :, i, None] * b[:, None, i] if b.ndim == 3 else a[:, :, i] * b[:, i, None]
-
-    out = term(0)
-    for i in range(1, a.shape[2]):
-        out = out + term(i)
-    return out
 
 
 def _batch_linearize(b: FactorBatch, blocks, lifted, dof_masks) -> tuple[BatchLinearization, jnp.ndarray]:
