@@ -187,3 +187,51 @@ def test_quaternion_conversions_match_transforms3d():
         q_ref = q_ref if q_ref[0] >= 0 else -q_ref
         np.testing.assert_allclose(q, q_ref, atol=1e-12)
         np.testing.assert_allclose(so3.from_quaternion(jnp.asarray(q)), r, atol=1e-12)
+
+
+def test_se3_inverse_jacobians_equal_autodiff_of_log():
+    """Closed-form J_l^-1, J_r^-1 against forward-mode derivatives of
+    log(exp(d) exp(xi)) and log(exp(xi) exp(d)) at d = 0 (our exp and log, no
+    shared formula), at angles on both sides of the series threshold (|phi| = 0.1)."""
+    angles = np.repeat([0.0, 1e-8, 1e-3, 0.0999, 0.1001, 0.5, 2.0, 3.0], 6)
+    axes = random_rotvecs(angles.size, 1.0)
+    phis = axes / np.linalg.norm(axes, axis=1, keepdims=True) * angles[:, None]
+    xis = jnp.asarray(np.concatenate([RNG.normal(size=(angles.size, 3)) * 2.0, phis], axis=1))
+
+    def autodiff(xi):
+        t, zero = se3.exp(xi), jnp.zeros(6, dtype=xi.dtype)
+        return (jax.jacfwd(lambda d: se3.log(se3.exp(d) @ t))(zero),
+                jax.jacfwd(lambda d: se3.log(t @ se3.exp(d)))(zero))
+
+    left, right = jax.jit(jax.vmap(autodiff))(xis)
+    jl_inv, jr_inv = jax.jit(jax.vmap(se3.inverse_jacobians))(xis)
+    np.testing.assert_allclose(jl_inv, left, atol=1e-9)
+    np.testing.assert_allclose(jr_inv, right, atol=1e-9)
+
+
+def test_between_jacobians_equal_autodiff_of_the_error():
+    """The between factor's closed-form (e, [J_i, J_j]) against forward-mode
+    derivatives of its error under right perturbations of either pose, for random
+    poses (rotations up to pi) and measurements near and far from the truth."""
+    from dsg_jit_ros.slam.measurements import _between_jacobians
+
+    n = 60
+    vi = np.concatenate([RNG.normal(size=(n, 3)) * 3, random_rotvecs(n)], axis=1)
+    vj = np.concatenate([RNG.normal(size=(n, 3)) * 3, random_rotvecs(n)], axis=1)
+    scale = np.where(np.arange(n) % 2 == 0, 1e-3, 1.0)[:, None]  # half of them almost exact
+    vz = np.concatenate([RNG.normal(size=(n, 3)), random_rotvecs(n)], axis=1) * scale
+
+    def both(a, b, c):
+        ti, tj = se3.vec_to_matrix(a), se3.vec_to_matrix(b)
+        z = se3.inverse(ti) @ tj @ se3.exp(c)  # the truth perturbed by c
+        zero = jnp.zeros(6, dtype=a.dtype)
+        reference = (se3.log(se3.inverse(z) @ se3.inverse(ti) @ tj),
+                     jax.jacfwd(lambda d: se3.between_error(ti @ se3.exp(d), tj, z))(zero),
+                     jax.jacfwd(lambda d: se3.between_error(ti, tj @ se3.exp(d), z))(zero))
+        e, (ji, jj) = _between_jacobians(ti, tj, z)
+        return (e, ji, jj), reference
+
+    ours, reference = jax.jit(jax.vmap(both))(*(jnp.asarray(v) for v in (vi, vj, vz)))
+    np.testing.assert_allclose(ours[0], reference[0], atol=1e-10)
+    np.testing.assert_allclose(ours[1], reference[1], atol=1e-8)
+    np.testing.assert_allclose(ours[2], reference[2], atol=1e-8)

@@ -129,6 +129,28 @@ def test_matrix_is_the_assembled_lower_triangle(backend):
     np.testing.assert_allclose(h, expected[np.ix_(idx, idx)], rtol=1e-14, atol=1e-12)
 
 
+def test_column_twice_in_a_factor_and_unsorted_columns(backend):
+    """A factor listing one column twice (its cross entries both land on one entry of
+    H) and factors whose columns are not in increasing order: the assembled matrix
+    equals a sum by scalar loops, entry by entry (``np.add.at`` semantics)."""
+    rng = np.random.default_rng(17)
+    columns, live, free = random_pattern(rng)
+    n = N_VARS * DIM
+    columns[0] = columns[0][:, ::-1].copy()  # decreasing columns in every binary factor
+    columns[0][1, 4] = columns[0][1, 1]  # one column twice in factor 1
+    blocks = random_blocks(rng, columns)
+    system = sc.BlockSystem(n, free, columns, live, backend)
+    expected = np.zeros((n, n))
+    for cols, used, blk in zip(columns, live, blocks):
+        for c, u, b in zip(cols, used, blk):
+            for i in range(len(c)):
+                for j in range(len(c)):
+                    expected[c[i], c[j]] += b[i, j] if u else 0.0
+    idx = np.flatnonzero(free)
+    np.testing.assert_allclose(system.csc(system.lower_values(blocks)).toarray(), expected[np.ix_(idx, idx)],
+                               rtol=1e-14, atol=1e-12)
+
+
 def test_changed_pattern_is_analysed_again(backend):
     rng = np.random.default_rng(7)
     columns, live, free = random_pattern(rng)

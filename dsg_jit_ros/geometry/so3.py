@@ -6,6 +6,11 @@ branch a safe argument), so forward values *and* autodiff derivatives stay finit
 at the identity.  ``log`` takes the angle from ``atan2`` (no ``arccos`` of a
 trace) and the axis near pi from the symmetric part, accurate up to pi itself.
 All functions act on one element; ``jax.vmap`` them for batches.
+
+``small_matmul`` is ``a @ b`` written as a broadcast product and a sum: under
+``vmap`` XLA:CPU runs a batch of tiny ``dot``s as a loop of small matrix products,
+several times slower than the fused elementwise code this gives (hot paths of the
+pose-graph linearisation use it).
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ import jax.numpy as jnp
 
 # Below this squared angle (rad^2) the series are used; truncation error < 1e-12.
 _SMALL_SQ = 1e-2
+
+
+def small_matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``a @ b`` for one element's small matrix ``a`` and matrix or vector ``b``, as a
+    broadcast product summed over the inner dimension (see the module doc)."""
+    if b.ndim == 1:
+        return jnp.sum(a * b[None, :], axis=1)
+    return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
 
 
 def hat(w: jnp.ndarray) -> jnp.ndarray:
@@ -64,16 +77,20 @@ def right_jacobian(w: jnp.ndarray) -> jnp.ndarray:
     return left_jacobian(-w)
 
 
-def left_jacobian_inverse(w: jnp.ndarray) -> jnp.ndarray:
-    """Inverse of ``left_jacobian``: I - 1/2 [w]x + d [w]x^2, valid for |w| < 2 pi."""
-    theta_sq = jnp.dot(w, w)
+def inverse_jacobian_coefficient(theta_sq: jnp.ndarray) -> jnp.ndarray:
+    """``d = (1 - t sin t / (2 (1 - cos t))) / t^2`` of ``left_jacobian_inverse`` for t^2 = theta_sq."""
     small = theta_sq < _SMALL_SQ
     safe_sq = jnp.where(small, 1.0, theta_sq)
     t = jnp.sqrt(safe_sq)
     d_exact = (1.0 - t * jnp.sin(t) / (2.0 * (1.0 - jnp.cos(t)))) / safe_sq
     q = theta_sq
     d_series = 1.0 / 12.0 + q / 720.0 + q * q / 30240.0 + q * q * q / 1209600.0
-    d = jnp.where(small, d_series, d_exact)
+    return jnp.where(small, d_series, d_exact)
+
+
+def left_jacobian_inverse(w: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of ``left_jacobian``: I - 1/2 [w]x + d [w]x^2, valid for |w| < 2 pi."""
+    d = inverse_jacobian_coefficient(jnp.dot(w, w))
     k = hat(w)
     return jnp.eye(3, dtype=w.dtype) - 0.5 * k + d * (k @ k)
 

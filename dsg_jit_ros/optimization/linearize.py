@@ -8,6 +8,9 @@ Jacobian in value coordinates times the retraction's analytic Jacobian, which
 keeps the traced program (and compile time) small.  Robust kernels enter by iteratively
 reweighting: residual and Jacobian are scaled by ``sqrt(rho'(s))``.
 Nothing here forms a dense Jacobian of the whole state.
+
+Per-factor products of small matrices (whitening, ``J^T J`` blocks) are written as
+sums of broadcast products over the inner dimension (``world.graph.batched_matmul``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from dsg_jit_ros.geometry import so3
 from dsg_jit_ros.world import robust
-from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, gather_args, lift_blocks
+from dsg_jit_ros.world.graph import FactorBatch, FactorGraph, batched_matmul, gather_args, lift_blocks
 
 
 @dataclass(frozen=True)
@@ -54,26 +57,39 @@ def _batch_linearize(b: FactorBatch, blocks, lifted, dof_masks) -> tuple[BatchLi
     dims = [t.dim for t in b.arg_types]
     splits = list(np.cumsum(dims)[:-1])
 
-    def one(xs, p, w):
-        if closed_form is not None:
+    if closed_form is not None:
+        def unweighted(xs, p):
             e, jacs = closed_form(xs, p)
-            jac = jnp.concatenate(jacs, axis=1)
-            if b.isotropic:  # sqrt_info = w I: a scalar multiply, not a (d, d) product per factor
-                return w[0, 0] * e, w[0, 0] * jac
-            return w @ e, w @ jac
+            return e, jnp.concatenate(jacs, axis=1)
 
-        def f(x_stacked):
-            r = w @ b.spec(x_stacked, p, b.arg_types)
-            return r, r
+        e, jac = jax.vmap(unweighted)(args, b.params)
+        if b.isotropic:  # sqrt_info = w I: a scalar multiply, not a (d, d) product per factor
+            w = b.sqrt_info[:, 0, 0]
+            r, jac = w[:, None] * e, w[:, None, None] * jac
+        else:
+            r, jac = batched_matmul(b.sqrt_info, e), batched_matmul(b.sqrt_info, jac)
+    else:
+        r, jac = jax.vmap(lambda xs, p, w: _autodiff_linearize(b, splits, xs, p, w))(args, b.params, b.sqrt_info)
+    return _finish_batch(b, dof_masks, splits, r, jac)
 
-        jac_v, r = jax.jacfwd(f, has_aux=True)(jnp.concatenate(xs))
-        cols = []
-        for t, x, jv in zip(b.arg_types, xs, jnp.split(jac_v, splits, axis=1)):
-            m = _retraction_jacobian(t.manifold, x)
-            cols.append(jv if m is None else jv @ m)
-        return r, jnp.concatenate(cols, axis=1)
 
-    r, jac = jax.vmap(one)(args, b.params, b.sqrt_info)
+def _autodiff_linearize(b: FactorBatch, splits, xs, p, w):
+    """(W e, [W J_a]) of one factor without closed-form Jacobians: forward mode in
+    value coordinates times the retraction's Jacobian."""
+    def f(x_stacked):
+        r = w @ b.spec(x_stacked, p, b.arg_types)
+        return r, r
+
+    jac_v, r = jax.jacfwd(f, has_aux=True)(jnp.concatenate(xs))
+    cols = []
+    for t, x, jv in zip(b.arg_types, xs, jnp.split(jac_v, splits, axis=1)):
+        m = _retraction_jacobian(t.manifold, x)
+        cols.append(jv if m is None else jv @ m)
+    return r, jnp.concatenate(cols, axis=1)
+
+
+def _finish_batch(b: FactorBatch, dof_masks, splits, r, jac) -> tuple[BatchLinearization, jnp.ndarray]:
+    """Masks (unused slots, fixed components), cost and the robust reweighting."""
     mask = b.mask
     r = jnp.where(mask[:, None], r, 0.0)
     # columns of fixed components (graph.dof_masks) and of unused slots are zero
@@ -172,7 +188,7 @@ def hessian_blocks(graph: FactorGraph, lins):
     out = []
     for b, lin in zip(graph.batches, lins):
         jac = jnp.concatenate(lin.jacobians, axis=2)
-        out.append((factor_columns(graph, b), jnp.einsum("cdk,cdl->ckl", jac, jac)))
+        out.append((factor_columns(graph, b), batched_matmul(jnp.swapaxes(jac, 1, 2), jac)))
     return out
 
 

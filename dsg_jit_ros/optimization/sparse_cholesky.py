@@ -1,19 +1,20 @@
 """Host sparse Cholesky of block-structured normal equations, analysed once per pattern.
 
 The damped normal equations of a factor graph, ``(H + lam D) d = rhs`` with
-``H = sum_f P_f^T B_f P_f`` (one dense ``D_f x D_f`` block ``B_f = J_f^T J_f`` per
-factor at its state columns), keep the same sparsity for every LM iteration of
+``H = sum_f P_f^T B_f P_f`` (one dense symmetric ``D_f x D_f`` block ``B_f = J_f^T J_f``
+per factor at its state columns), keep the same sparsity for every LM iteration of
 one graph: only the values and the damping change.  ``BlockSystem`` does the
 structural work once for a sparsity pattern:
 
 * numbering of the free state entries (fixed components and unused slots are left
   out of the system: their step is zero);
-* the lower triangle of ``H`` in compressed-column form, and a sparse scatter
-  matrix taking the concatenated factor blocks to its values (duplicates summed);
+* the lower triangle of ``H`` in compressed-column form (one sort of the blocks'
+  entries by their place in it), and per batch a sparse matrix summing the raveled
+  blocks into its values (duplicates summed);
 * with the ``cholmod`` backend, CHOLMOD's symbolic analysis (fill-reducing
   ordering, supernodal structure) through CVXOPT's ``cholmod.symbolic``.
 
-Each solve is then a scatter (one sparse mat-vec), the damping on the diagonal and
+Each solve is then one sparse mat-vec per batch, the damping on the diagonal and
 the factorisation: with ``cholmod``, CHOLMOD's numeric supernodal factorisation
 (``cholmod.numeric``) and two triangular solves; with ``cholespy``, ordering,
 analysis and factorisation of the lower triangle from scratch (exact-zero entries
@@ -46,7 +47,8 @@ class BlockSystem:
     Args:
       n: state size.
       free: (n,) bool, entries that take part in the solve.
-      columns: per batch, (cap, D) int state columns of each factor's block.
+      columns: per batch, (cap, D) int state columns of each factor's block (any order;
+        a column may repeat).
       live: per batch, (cap,) bool, factors that are used (padding is not).
       backend: ``cholmod`` or ``cholespy`` (SparseBackendUnavailable if it does not
         import), or ``auto`` (``sparse_backend.resolve``); the one used is ``self.backend``.
@@ -62,34 +64,33 @@ class BlockSystem:
         self.nf = nf
         number = np.full(n, -1, dtype=np.int64)
         number[self.free_index] = np.arange(nf)
-        keys, sources, offset = [], [], 0
-        for cols, used in zip(columns, live):
-            cols = np.asarray(cols)
-            cap, d = cols.shape
-            f = np.where(np.asarray(used, dtype=bool)[:, None], number[cols], -1)  # (cap, D); -1: not in the system
-            keep = (f[:, :, None] >= f[:, None, :]) & (f[:, None, :] >= 0)  # lower triangle of each block
-            src = np.flatnonzero(keep)
-            fac, pos = np.divmod(src, d * d)
-            row, col = f[fac, pos // d], f[fac, pos % d]
-            keys.append(col * nf + row)  # column-major order
-            sources.append(src + offset)
-            offset += cap * d * d
-        self.block_size = offset
-        diag = np.arange(nf, dtype=np.int64)
-        all_keys = np.concatenate(keys + [diag * nf + diag])
-        unique, inverse = np.unique(all_keys, return_inverse=True)
+        rows, cols, sources, sizes = [], [], [], []
+        for batch_cols, used in zip(columns, live):
+            r, c, src = _lower_block_entries(number, np.asarray(batch_cols), used)
+            rows.append(r)
+            cols.append(c)
+            sources.append(src + sum(sizes))
+            cap, d = np.shape(batch_cols)
+            sizes.append(cap * d * d)
+        self.block_size = total = sum(sizes)
+        diag = np.arange(nf, dtype=np.int64)  # every diagonal entry is in the pattern (damping)
+        pos, source, unique = _sorted_entries(np.concatenate(cols + [diag]), np.concatenate(rows + [diag]),
+                                              np.concatenate(sources + [total + diag]), nf, total + nf)
         self.nnz = unique.size
-        n_src = all_keys.size - nf  # the appended diagonal carries no block value
-        # (block entries x nnz), one 1 per kept block entry: its transpose sums the blocks into H
-        src = np.concatenate(sources)
-        indptr = np.zeros(offset + 1, dtype=np.int64)
-        indptr[src + 1] = 1
-        self._gather = sp.csr_matrix((np.ones(n_src), inverse[:n_src], np.cumsum(indptr)),
-                                     shape=(offset, self.nnz))
-        self.rows = (unique % nf).astype(np.int64)  # compressed-column order of the lower triangle
-        self.cols = (unique // nf).astype(np.int64)
+        self.cols, self.rows = np.divmod(unique, nf) if nf else (unique, unique)  # compressed-column order
         self.colptr = np.concatenate([[0], np.cumsum(np.bincount(self.cols, minlength=nf))])
-        self.diag_pos = inverse[n_src:]
+        virtual = source >= total
+        self.diag_pos = np.empty(nf, dtype=np.int64)
+        self.diag_pos[source[virtual] - total] = pos[virtual]
+        # per batch (nnz x its block entries), one 1 per kept block entry: H's values are the sum of
+        # their products with the raveled blocks (each entry sums its sources in increasing order)
+        bounds = np.cumsum([0] + sizes)
+        self._gathers = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            mine = (source >= start) & (source < stop)
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(pos[mine], minlength=self.nnz))])
+            self._gathers.append(sp.csr_matrix((np.ones(indptr[-1]), source[mine] - start, indptr),
+                                               shape=(self.nnz, stop - start)))
         self.lock = threading.Lock()
         self.factorizations = 0
         self.matrix = self.symbolic = None
@@ -106,9 +107,11 @@ class BlockSystem:
             self._rows32, self._cols32 = self.rows.astype(np.int32), self.cols.astype(np.int32)
 
     def lower_values(self, blocks) -> np.ndarray:
-        """Values of H's lower triangle (compressed-column order) from the raveled blocks."""
-        flat = np.concatenate([np.asarray(b, dtype=np.float64).ravel() for b in blocks])
-        return self._gather.T @ flat
+        """Values of H's lower triangle (compressed-column order) from the (cap, D, D) blocks."""
+        values = np.zeros(self.nnz)
+        for gather, b in zip(self._gathers, blocks):
+            values += gather @ np.asarray(b, dtype=np.float64).ravel()
+        return values
 
     def csc(self, values: np.ndarray) -> sp.csc_matrix:
         """The full symmetric matrix (scipy) with lower-triangle ``values`` (for checks)."""
@@ -178,8 +181,52 @@ class BlockSystem:
         return self.solve_values(self.damped_values(blocks, lam, mode, min_diag), rhs)
 
 
+def _lower_block_entries(number: np.ndarray, cols: np.ndarray, used) -> tuple[np.ndarray, ...]:
+    """(row, col, source) of the block entries of one batch that land in H's lower
+    triangle: system numbers ``row >= col >= 0`` and the index of the block entry in
+    the batch's raveled (cap, D, D) blocks, the one at (larger, smaller) system number
+    (blocks are symmetric).  A column listed twice in one factor brings both of its
+    cross entries, as a sum of the whole block would."""
+    cap, d = cols.shape
+    f = np.where(np.asarray(used, dtype=bool)[:, None], number[cols], -1)  # -1: not in the system
+    order = np.argsort(f, axis=1, kind="stable")  # each factor's entries by system number
+    fs = np.take_along_axis(f, order, axis=1)
+    a, b = np.tril_indices(d)  # a >= b, so fs[:, a] >= fs[:, b]
+    row, col = fs[:, a], fs[:, b]
+    base = (np.arange(cap, dtype=np.int64) * (d * d))[:, None]
+    src = base + order[:, a] * d + order[:, b]
+    twin = (row == col) & (a != b)[None, :] & (col >= 0)
+    if twin.any():
+        row, col, src = (np.concatenate([row.ravel(), row[twin]]), np.concatenate([col.ravel(), col[twin]]),
+                         np.concatenate([src.ravel(), (base + order[:, b] * d + order[:, a])[twin]]))
+    else:
+        row, col, src = row.ravel(), col.ravel(), src.ravel()
+    keep = col >= 0
+    if not keep.all():
+        row, col, src = row[keep], col[keep], src[keep]
+    return row, col, src
+
+
+def _sorted_entries(cols, rows, sources, nf: int, n_sources: int):
+    """Entries sorted by (column, row, source): (position of each in the deduplicated
+    compressed-column pattern, its source, the pattern's keys ``col * nf + row``)."""
+    keys = cols * nf + rows
+    shift = max(int(n_sources - 1).bit_length(), 1)
+    if int(max(nf * nf - 1, 1)).bit_length() + shift <= 63:
+        packed = np.sort((keys << shift) | sources)  # one sort of (key, source) packed in an int64
+        keys, sources = packed >> shift, packed & ((1 << shift) - 1)
+    else:
+        order = np.lexsort((sources, keys))
+        keys, sources = keys[order], sources[order]
+    new = np.empty(keys.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return np.cumsum(new) - 1, sources, keys[new]
+
+
 _systems: OrderedDict[bytes, tuple] = OrderedDict()
 _systems_lock = threading.Lock()
+_last: tuple | None = None  # (backend, n, free, columns, live, system) of the last lookup, inputs copied
 analyses = 0  # patterns analysed by ``system_for`` (tests count them)
 runs: Counter[str] = Counter()  # successful factorisations per backend (what ran: benches record it)
 
@@ -195,10 +242,35 @@ def _pattern_arrays(n: int, free, columns, live) -> list[np.ndarray]:
 
 
 def system_for(n: int, free, columns, live, backend: str = "auto") -> BlockSystem:
-    """The ``BlockSystem`` of this pattern and backend: cached (exact match), else analysed anew."""
-    global analyses
+    """The ``BlockSystem`` of this pattern and backend: cached (exact match), else analysed anew.
+
+    The inputs of the last lookup are kept: the same inputs again (every iteration of
+    one solve) return its system after a plain comparison, without hashing."""
+    global analyses, _last
     if backend not in sparse_backend.BACKENDS:
         backend = sparse_backend.resolve(backend)
+    with _systems_lock:
+        last = _last
+    if last is not None and last[0] == backend and last[1] == n and _same_inputs(last[2:5], free, columns, live):
+        return last[5]
+    system = _lookup(n, free, columns, live, backend)
+    inputs = tuple([np.array(a, copy=True) for a in group] for group in ([free], columns, live))
+    with _systems_lock:
+        _last = (backend, n, inputs[0][0], inputs[1], inputs[2], system)
+    return system
+
+
+def _same_inputs(last, free, columns, live) -> bool:
+    last_free, last_columns, last_live = last
+    return (len(last_columns) == len(columns) and len(last_live) == len(live)
+            and np.array_equal(last_free, free)
+            and all(np.array_equal(a, b) for a, b in zip(last_columns, columns))
+            and all(np.array_equal(a, b) for a, b in zip(last_live, live)))
+
+
+def _lookup(n: int, free, columns, live, backend: str) -> BlockSystem:
+    """``system_for`` by the pattern's digest (an exact match of its arrays)."""
+    global analyses
     arrays = [np.frombuffer(backend.encode(), dtype=np.uint8)] + _pattern_arrays(n, free, columns, live)
     digest = hashlib.blake2b(b"".join(a.tobytes() for a in arrays), digest_size=20).digest()
     with _systems_lock:
@@ -218,5 +290,7 @@ def system_for(n: int, free, columns, live, backend: str = "auto") -> BlockSyste
 
 def clear_cache() -> None:
     """Forget every analysed pattern."""
+    global _last
     with _systems_lock:
         _systems.clear()
+        _last = None

@@ -19,7 +19,6 @@ both against finite differences.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from dsg_jit_ros.geometry import se3, so3
@@ -54,20 +53,24 @@ def odom_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
 
 
 def _between_jacobians(t_i, t_j, z):
-    """(e, [J_i, J_j]) of ``e = log(Z^-1 T_i^-1 T_j)`` w.r.t. right perturbations.
+    """(e, [J_i, J_j]) of ``e = log(Z^-1 T_i^-1 T_j)`` w.r.t. right perturbations, in
+    closed form (``se3.inverse_jacobians``).
 
     With ``E = Z^-1 T_i^-1 T_j``: ``T_j exp(d)`` gives ``E exp(d)``, so
-    ``J_j = d log(E exp(d)) / d d`` (SE(3)'s inverse right Jacobian at e);
-    ``T_i exp(d)`` gives ``E exp(-Ad(T_j^-1 T_i) d)``, so ``J_i = -J_j Ad(T_j^-1 T_i)``.
+    ``J_j = J_r^-1(e)``; ``T_i exp(d)`` gives ``Z^-1 exp(-d) Z E = exp(-Ad(Z^-1) d) E``,
+    so ``J_i = -J_l^-1(e) Ad(Z^-1)``, by blocks (``J_l^-1 = [[A, B], [0, A]]``,
+    ``Z^-1 = (R, t)``): ``-[[A R, (A t^ + B) R], [0, A R]]``.
     """
-    e_mat = se3.inverse(z) @ se3.inverse(t_i) @ t_j
-    jac_j, e = jax.jacfwd(lambda d: _dup(se3.log(e_mat @ se3.exp(d))), has_aux=True)(jnp.zeros(6, dtype=t_i.dtype))
-    jac_i = -jac_j @ se3.adjoint(se3.inverse(t_j) @ t_i)
-    return e, [jac_i, jac_j]
-
-
-def _dup(v):
-    return v, v
+    mul = so3.small_matmul
+    e = se3.log(se3.between_matrix(t_i, t_j, z))
+    jl_inv, jr_inv = se3.inverse_jacobians(e)
+    r = z[:3, :3].T
+    t = -mul(r, z[:3, 3])
+    a, b = jl_inv[:3, :3], jl_inv[:3, 3:]
+    a_r = mul(a, r)
+    top = jnp.concatenate([a_r, mul(mul(a, so3.hat(t)) + b, r)], axis=1)
+    bottom = jnp.concatenate([jnp.zeros_like(a_r), a_r], axis=1)
+    return e, [-jnp.concatenate([top, bottom], axis=0), jr_inv]
 
 
 def between_se3_residual(x: jnp.ndarray, params: dict) -> jnp.ndarray:
