@@ -110,11 +110,17 @@ def odometry_to_matrix(msg: Odometry) -> tuple[float, np.ndarray]:
     return stamp_to_sec(msg.header.stamp), pose_to_matrix(msg.pose.pose)
 
 
-def path_msg(stamps: list[float], poses: list[np.ndarray], frame_id: str, stamp: Time) -> Path:
-    """nav_msgs/Path of poses ``T_frame_body`` (4x4) with their own stamps (s)."""
+def pose_stamped(t_frame_body: np.ndarray, frame_id: str, stamp_s: float) -> PoseStamped:
+    """geometry_msgs/PoseStamped of ``T_frame_body`` (4x4) stamped ``stamp_s`` (s)."""
+    return PoseStamped(header=Header(frame_id=frame_id, stamp=sec_to_stamp(stamp_s)), pose=matrix_to_pose(t_frame_body))
+
+
+def path_msg(stamps: list[float], poses: list[np.ndarray], frame_id: str, stamp: Time,
+             head: list[PoseStamped] = ()) -> Path:
+    """nav_msgs/Path of poses ``T_frame_body`` (4x4) with their own stamps (s), after
+    ``head`` (PoseStamped messages already built, e.g. of frozen keyframes)."""
     path = Path(header=Header(frame_id=frame_id, stamp=stamp))
-    path.poses = [PoseStamped(header=Header(frame_id=frame_id, stamp=sec_to_stamp(t)), pose=matrix_to_pose(m))
-                  for t, m in zip(stamps, poses)]
+    path.poses = list(head) + [pose_stamped(m, frame_id, t) for t, m in zip(stamps, poses)]
     return path
 
 
