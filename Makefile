@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/posegraph.py ../shared/data/posegraph/parking-garage.g2o
 	$(PY) bench/poses_points.py --poses 100 --points 1000 --obs 20000
 	$(PY) bench/node_latency.py --windows 20
+	$(PY) bench/real_latency.py mit-csail
 	$(PY) bench/global_graph.py --nodes 1000
 	$(PY) bench/loop_latency.py
 

@@ -11,9 +11,12 @@ p95 / max for each setting, their ratio (on / off) and the loops closed.  ``--ra
 (default) feeds the scans at the log's pace, as a robot does (the loop thread works in
 the gaps between keyframes: ``mapping.loop_worker``); ``--rate 0`` as fast as the
 pipeline runs, so the loop thread competes for the cores with every keyframe: an upper
-bound.  At rate 1 the run takes twice the log's duration (~280 s).
+bound.  At rate 1 the run takes twice the log's duration (~280 s).  ``--log NAME`` replays
+a real log of ``../shared/data/real/`` instead of the ring (``--max-scans`` of it; at rate
+1 mit-csail takes ~15 min, so ``--rate 2`` halves it).
 
     .venv/bin/python bench/loop_latency.py [--laps 1.3] [--rate 1.0]
+    .venv/bin/python bench/loop_latency.py --log mit-csail --rate 2
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig  # noqa: E402
 from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring  # noqa: E402
+
+REAL_LOGS = {name: REPO.parent / "shared" / "data" / "real" / name for name in ("mit-csail", "fr079")}
 
 
 def keyframe_latency(data, loops: bool, rate: float = 0.0) -> tuple[np.ndarray, int]:
@@ -67,10 +72,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--laps", type=float, default=1.3)
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed (x real time); 0: unpaced")
+    parser.add_argument("--log", choices=sorted(REAL_LOGS), default=None, help="a real log instead of the ring")
+    parser.add_argument("--max-scans", type=int, default=None, help="only the first N scans of --log")
     args = parser.parse_args(argv)
-    ring = RingConfig(length=40.0, width=14.0, alcove_spacing=10.0, pillars=3, bare_north=True, laps=args.laps)
-    stamps, _, odom, scans = simulate_ring(ring, laser=PlanarLaserConfig(max_range=10.0))
-    row = {"bench": "loop_latency", "laps": args.laps, "scans": len(stamps), "rate": args.rate}
+    if args.log is None:
+        ring = RingConfig(length=40.0, width=14.0, alcove_spacing=10.0, pillars=3, bare_north=True, laps=args.laps)
+        stamps, _, odom, scans = simulate_ring(ring, laser=PlanarLaserConfig(max_range=10.0))
+        row = {"bench": "loop_latency", "laps": args.laps, "scans": len(stamps), "rate": args.rate}
+    else:
+        from dsg_jit_ros.tools.log_reader import read_laser_log
+
+        log = read_laser_log(REAL_LOGS[args.log], max_scans=args.max_scans)
+        stamps, odom, scans = log.cloud_stamps, log.odometry_at_clouds(), log.clouds
+        row = {"bench": "loop_latency", "log": args.log, "scans": len(stamps), "rate": args.rate}
     for loops in (False, True):
         ms, closed = keyframe_latency((stamps, odom, scans), loops, args.rate)
         key = "loops_on" if loops else "loops_off"

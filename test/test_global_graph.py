@@ -7,17 +7,12 @@ pools cells exactly); a wrong loop edge must not bend the map."""
 import numpy as np
 
 import dsg_jit_ros  # noqa: F401  (float64)
+from planar_helpers import planar_pose as _planar
 from dsg_jit_ros.mapping.association import associate, recell
 from dsg_jit_ros.mapping.global_graph import GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig, pack_keys
 
 
-def _planar(x, y, yaw):
-    t = np.eye(4)
-    c, s = np.cos(yaw), np.sin(yaw)
-    t[:2, :2] = [[c, -s], [s, c]]
-    t[:2, 3] = x, y
-    return t
 
 
 def _square_loop(n_side=10, side=10.0):

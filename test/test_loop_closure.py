@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from planar_helpers import wall_points as _wall_points
 from dsg_jit_ros.config import load_pipeline_config
 from dsg_jit_ros.mapping.export import keyframe_arrays, poses_at
 from dsg_jit_ros.mapping.loop_information import free_directions
@@ -120,13 +121,6 @@ def test_loop_closure_in_its_own_thread(ring, open_loop):
     assert _ate(est, truth) < 0.6 * _ate(est_open, truth)
 
 
-def _wall_points(segments, step=0.1):
-    pts = []
-    for a, b in segments:
-        a, b = np.asarray(a, float), np.asarray(b, float)
-        n = int(np.linalg.norm(b - a) / step) + 1
-        pts.append(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None])
-    return np.concatenate(pts)
 
 
 def test_correlative_search_finds_the_pose_metres_away_and_flags_a_corridor():

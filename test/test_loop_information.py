@@ -14,6 +14,7 @@ import pytest
 from scipy.linalg import expm, logm
 
 import dsg_jit_ros  # noqa: F401  (float64)
+from planar_helpers import planar_pose as _planar, wall_points
 from dsg_jit_ros.mapping.association import associate
 from dsg_jit_ros.mapping.global_graph import PLAIN_SCALE, GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.local_map import placed_map
@@ -29,21 +30,8 @@ CFG = LoopConfig(enabled=True, partial=True)
 SIGMAS = CFG.loop_sigmas()
 
 
-def _planar(x, y, yaw):
-    t = np.eye(4)
-    c, s = np.cos(yaw), np.sin(yaw)
-    t[:2, :2] = [[c, -s], [s, c]]
-    t[:2, 3] = x, y
-    return t
-
-
 def _walls(segments, step=0.02):
-    pts = []
-    for a, b in segments:
-        a, b = np.asarray(a, float), np.asarray(b, float)
-        n = int(np.linalg.norm(b - a) / step) + 1
-        pts.append(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None])
-    xy = np.concatenate(pts)
+    xy = wall_points(segments, step)
     return np.column_stack([xy, np.zeros(len(xy))])
 
 
