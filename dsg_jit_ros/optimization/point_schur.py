@@ -16,7 +16,11 @@ path takes every point's factors to share one information *shape*:
 (``H_l`` the point's exact Hessian block).  Then ``Hpl`` between point l and pose p
 is fixed by the scalar ``s_lp = sum s_f`` and the vector ``sum s_f u_f``, and the
 Schur complement ``sum_l Hpl Hll^-1 Hlp`` is a few (L x P) x (L x P) contractions of
-3x3 blocks: O(L P^2) work, no (pose, point) scatter.
+3x3 blocks: O(L P^2) work, no (pose, point) scatter.  They are summed ``CHUNK`` points
+at a time up to the last used point slot (``_cross_sums``): a window's point capacity
+is sized for its largest map and mostly unused (mit-csail: 400 of 2,048 slots at the
+median), and even a full one runs 1.8x faster in chunks that stay in cache than as
+whole (L, P*9) operands (4,096 voxels: the solve 37 -> 21 ms).
 
 Exactness: the exact Gauss-Newton system whenever each point's factors share one
 shape (isotropic factors always do; the window whitens every observation of a
