@@ -170,3 +170,28 @@ def test_isotropic_batch_rejects_anisotropic_weights():
     fid = wm.add_factor("pose_voxel_point", (p, v), {"point_body": np.zeros(3), "sigma": 0.3})
     with pytest.raises(ValueError, match="isotropic"):
         wm.set_factor_params(fid, information=np.diag([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 64])
+def test_point_schur_in_chunks_up_to_the_last_used_point(monkeypatch, chunk):
+    """The cross terms are summed ``point_schur.CHUNK`` points at a time up to the last
+    used point slot (runtime data): with chunks of 4 / 7 points the 29 voxels of the
+    random graph (a freed slot in the middle, the 10 spare slots after the last one
+    skipped) span several chunks and one partial one; the system must equal the general
+    path's as in one chunk (64).  The counter-example, a bound one chunk short, drops
+    the voxels of the last chunk."""
+    from dsg_jit_ros.optimization import point_schur
+
+    monkeypatch.setattr(point_schur, "CHUNK", chunk)
+    wm = _graph(True, "surface")
+    g = wm.fg
+    x, _ = wm.pack_state()
+    fresh = lambda: jax.jit(lambda *a: _both_systems.__wrapped__(*a))  # noqa: E731  (a new trace: CHUNK is static)
+    (s1, r1, _), (s2, r2, _), _ = fresh()(g, x, 1e-4)
+    np.testing.assert_allclose(s1, s2, rtol=1e-10, atol=1e-9 * float(jnp.abs(s2).max()))
+    np.testing.assert_allclose(r1, r2, rtol=1e-10, atol=1e-10 * float(jnp.abs(r2).max()))
+    if chunk < 30:  # counter-example: stop one chunk early
+        real = point_schur._cross_sums
+        monkeypatch.setattr(point_schur, "_cross_sums", lambda wm_, wu, gm, n: real(wm_, wu, gm, n - chunk))
+        (s3, _, _), _, _ = fresh()(g, x, 1e-4)
+        assert float(jnp.abs(s3 - s2).max()) > 1e-3 * float(jnp.abs(s2).max())

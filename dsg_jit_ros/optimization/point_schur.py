@@ -16,7 +16,11 @@ path takes every point's factors to share one information *shape*:
 (``H_l`` the point's exact Hessian block).  Then ``Hpl`` between point l and pose p
 is fixed by the scalar ``s_lp = sum s_f`` and the vector ``sum s_f u_f``, and the
 Schur complement ``sum_l Hpl Hll^-1 Hlp`` is a few (L x P) x (L x P) contractions of
-3x3 blocks: O(L P^2) work, no (pose, point) scatter.
+3x3 blocks: O(L P^2) work, no (pose, point) scatter.  They are summed ``CHUNK`` points
+at a time up to the last used point slot (``_cross_sums``): a window's point capacity
+is sized for its largest map and mostly unused (mit-csail: 400 of 2,048 slots at the
+median), and even a full one runs 1.8x faster in chunks that stay in cache than as
+whole (L, P*9) operands (4,096 voxels: the solve 37 -> 21 ms).
 
 Exactness: the exact Gauss-Newton system whenever each point's factors share one
 shape (isotropic factors always do; the window whitens every observation of a
@@ -93,6 +97,47 @@ def _lever(b, lifted, pp: int, pl: int):
     return lifted[pl][b.slots[:, 1]] - pose[:, :3, 3]
 
 
+CHUNK = 256  # points per step of ``_cross_sums``
+
+
+def _cross_sums(wm, wu, gmat, n_used):
+    """The three (pose, pose) 3x3-block sums of ``sum_l K_lp G_l K_lq^T`` (translation-translation,
+    translation-rotation, rotation-rotation), each ``(P, P, 3, 3)``, over the points
+    ``[0, n_used)`` only: the point slots past the last used one (a window sized for its
+    largest map uses a fraction of them) have no observations and add nothing, so the
+    products run over ``CHUNK`` points at a time up to ``n_used`` (runtime data: no
+    recompile as the map grows), as three matrix products (GEMMs) per chunk, not per
+    (point, pose, pose) triple.  ``wm`` (L, P): s_lp; ``wu`` (L, P, 3): sum s_f u_f;
+    ``gmat`` (L, 3, 3): G_l."""
+    n_pt, n_pose = wm.shape
+    pad = -n_pt % CHUNK
+    if pad:
+        wm, wu, gmat = (jnp.concatenate([v, jnp.zeros((pad,) + v.shape[1:], v.dtype)]) for v in (wm, wu, gmat))
+
+    def chunk(c, acc):
+        take = lambda v: jax.lax.dynamic_slice_in_dim(v, c * CHUNK, CHUNK, 0)  # noqa: E731
+        wm_c, wu_c, g_c = take(wm), take(wu), take(gmat)
+        u0, u1, u2 = wu_c[..., 0], wu_c[..., 1], wu_c[..., 2]  # (B, P)
+        # a[l, j, q, k] = (G_l [su_lq]x)[j, k], built in the layout of the products below
+        g_ = [g_c[:, :, m, None] for m in range(3)]  # columns of G_l, (B, 3, 1)
+        a = jnp.stack([g_[1] * u2[:, None] - g_[2] * u1[:, None], g_[2] * u0[:, None] - g_[0] * u2[:, None],
+                       g_[0] * u1[:, None] - g_[1] * u0[:, None]], axis=-1)  # (B, 3, P, 3)
+        wg = (wm_c[:, :, None, None] * g_c[:, None]).reshape(CHUNK, -1)  # s_lq G_l, (B, P*9)
+        # sum_l [su_lp]x G_l [su_lq]x = sum_{l, j} [su_lp]x[i, j] a[l, j, q, k]: contract (l, j) at once
+        z = jnp.zeros_like(u0.T)
+        lhs = jnp.stack([jnp.stack([z, -u2.T, u1.T], -1), jnp.stack([u2.T, z, -u0.T], -1),
+                         jnp.stack([-u1.T, u0.T, z], -1)], axis=1).reshape(3 * n_pose, 3 * CHUNK)  # (p i), (l j)
+        tl, tr, br = acc
+        return (tl + wm_c.T @ wg, tr - wm_c.T @ a.reshape(CHUNK, -1), br - lhs @ a.reshape(3 * CHUNK, 3 * n_pose))
+
+    dtype = wm.dtype
+    zero = (jnp.zeros((n_pose, 9 * n_pose), dtype), jnp.zeros((n_pose, 9 * n_pose), dtype),
+            jnp.zeros((3 * n_pose, 3 * n_pose), dtype))
+    tl, tr, br = jax.lax.fori_loop(0, (n_used + CHUNK - 1) // CHUNK, chunk, zero)
+    return (tl.reshape(n_pose, n_pose, 3, 3), tr.reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3),
+            br.reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3))
+
+
 def point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, plan):
     """``(s, rhs, back)`` of the damped system (see ``linear_solvers.schur_system``),
     in O(L P^2) work.  Marquardt scaling: ``lam * max(diag, min_diag)`` on both the
@@ -153,21 +198,10 @@ def point_schur_system(graph: FactorGraph, lins, x, g, lam, min_diag: float, pla
     dp = jnp.maximum(jnp.diag(hpp), min_diag)
     s = hpp + jnp.diag(lam * dp)
     # minus Hpl Hll^-1 Hlp = sum_l K_lp G_l K_lq^T, K_lp = [-s_lp I; -[su_lp]x], G_l = Omega_hat (H_l + lam D_l)^-1 Omega_hat
-    # as three matrix products over the points (GEMMs), not per (point, pose, pose) triples
     gmat = _mul3(_mul3(shape, hl_inv), shape)
-    u0, u1, u2 = wu[..., 0], wu[..., 1], wu[..., 2]  # (L, P)
-    # a[l, j, q, k] = (G_l [su_lq]x)[j, k], built in the layout of the products below
-    g_ = [gmat[:, :, m, None] for m in range(3)]  # columns of G_l, (L, 3, 1)
-    a = jnp.stack([g_[1] * u2[:, None] - g_[2] * u1[:, None], g_[2] * u0[:, None] - g_[0] * u2[:, None],
-                   g_[0] * u1[:, None] - g_[1] * u0[:, None]], axis=-1)  # (L, 3, P, 3)
-    wg = (wm[:, :, None, None] * gmat[:, None]).reshape(n_pt, -1)  # s_lq G_l, (L, P*9)
-    tl = (wm.T @ wg).reshape(n_pose, n_pose, 3, 3)
-    tr = -(wm.T @ a.reshape(n_pt, -1)).reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3)
-    # sum_l [su_lp]x G_l [su_lq]x = sum_{l, j} [su_lp]x[i, j] a[l, j, q, k]: contract (l, j) at once
-    z = jnp.zeros_like(u0.T)
-    lhs = jnp.stack([jnp.stack([z, -u2.T, u1.T], -1), jnp.stack([u2.T, z, -u0.T], -1),
-                     jnp.stack([-u1.T, u0.T, z], -1)], axis=1).reshape(3 * n_pose, 3 * n_pt)  # (p i), (l j)
-    br = -(lhs @ a.reshape(3 * n_pt, 3 * n_pose)).reshape(n_pose, 3, n_pose, 3).transpose(0, 2, 1, 3)
+    used = jnp.any(graph.dof_masks[pl], axis=1)
+    n_used = jnp.max(jnp.where(used, jnp.arange(1, n_pt + 1), 0))  # points past the last used slot add nothing
+    tl, tr, br = _cross_sums(wm, wu, gmat, n_used)
     bl = jnp.swapaxes(jnp.swapaxes(tr, 0, 1), 2, 3)
     cross = jnp.concatenate([jnp.concatenate([tl, tr], -1), jnp.concatenate([bl, br], -1)], -2)
     s = s - jnp.einsum("pab,pqbc,qdc->paqd", dt, cross, dt).reshape(n_red, n_red)
