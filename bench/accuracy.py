@@ -46,11 +46,10 @@ from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
 from dsg_jit_ros.tools.log_reader import read_laser_log  # noqa: E402
+from real_logs import REAL_LOGS  # noqa: E402
 
-SHARED = REPO.parent / "shared"
 DATASETS = {
-    "mit-csail": (SHARED / "data" / "real" / "mit-csail", "planar_laser"),
-    "fr079": (SHARED / "data" / "real" / "fr079", "planar_laser"),
+    **{name: (path, "planar_laser") for name, path in REAL_LOGS.items()},
     "office": (REPO / "out" / "office_bag", "planar_laser"),
     "courtyard": (REPO / "out" / "demo_bag", "lidar_3d"),
 }

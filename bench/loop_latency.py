@@ -36,8 +36,7 @@ from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig  # noqa: E402
 from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring  # noqa: E402
-
-REAL_LOGS = {name: REPO.parent / "shared" / "data" / "real" / name for name in ("mit-csail", "fr079")}
+from real_logs import REAL_LOGS  # noqa: E402
 
 
 def keyframe_latency(data, loops: bool, rate: float = 0.0) -> tuple[np.ndarray, int]:

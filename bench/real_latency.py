@@ -30,18 +30,17 @@ from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.tools.log_reader import read_laser_log  # noqa: E402
 from node_latency import install_profiler  # noqa: E402
-
-LOGS = {name: REPO.parent / "shared" / "data" / "real" / name for name in ("mit-csail", "fr079")}
+from real_logs import REAL_LOGS  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("log", choices=sorted(LOGS))
+    parser.add_argument("log", choices=sorted(REAL_LOGS))
     parser.add_argument("--max-scans", type=int, default=None, help="only the first N scans")
     parser.add_argument("--set", nargs="*", default=["loop.enabled=false"], metavar="NAME=VALUE",
                         help="overrides of config/planar_laser.yaml (default: loop.enabled=false)")
     args = parser.parse_args(argv)
-    log = read_laser_log(LOGS[args.log], max_scans=args.max_scans)
+    log = read_laser_log(REAL_LOGS[args.log], max_scans=args.max_scans)
     cfg = load_pipeline_config(REPO / "config" / "planar_laser.yaml", overrides=args.set)
     prof = install_profiler()
     pipe = SlamPipeline(cfg)
