@@ -19,3 +19,27 @@ os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="dsg_jit_ros_test_ros_log_"))
 # nodes started by tests keep their compile cache (compile_cache: auto) out of the user's home
 os.environ.setdefault("DSG_JIT_ROS_CACHE", tempfile.mkdtemp(prefix="dsg_jit_ros_test_xla_"))
+
+
+# --- no test may leave a pipeline's or node's threads running --------------------
+# A loop-closure or solver thread left behind keeps its pipeline alive after its owner
+# is gone: closing what one opened is behaviour under test everywhere.  Counted, not
+# compared by identity: a module-scoped node whose pipeline resets replaces its thread.
+_OWNED_THREADS = ("dsg_jit_loops", "dsg_jit_solver")
+
+
+def _owned_threads() -> int:
+    import threading
+
+    return sum(t.name in _OWNED_THREADS and t.is_alive() for t in threading.enumerate())
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _threads_closed():
+    before = _owned_threads()
+    yield
+    after = _owned_threads()
+    assert after <= before, f"{after - before} of the package's threads left running ({_OWNED_THREADS})"

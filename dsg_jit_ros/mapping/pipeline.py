@@ -100,7 +100,11 @@ class SlamPipeline:
         self._t_map_odom = np.eye(4)
         self.loaded_keyframes = 0  # keyframes of map_file
         if self.cfg.map_file:
-            self._load_map()
+            try:
+                self._load_map()
+            except BaseException:
+                self.global_map.worker.close()  # a failed construction must not leave its thread behind
+                raise
 
     @property
     def graph(self) -> GlobalGraph:

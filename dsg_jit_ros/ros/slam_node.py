@@ -362,9 +362,12 @@ class SlamNode(LifecycleNode):
             self.outputs.loop_closures(self.pipeline, stamp)
 
     def destroy_node(self) -> None:
-        """Stop the worker (after the keyframe it is solving), then the node."""
+        """Stop the worker (after the keyframe it is solving) and the loop-closure thread,
+        then the node."""
         if getattr(self, "_work", None) is not None:
             self._stop_worker()
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.close()
         super().destroy_node()
 
     # ---- outputs (ros.outputs builds and publishes them) -----------------------
