@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/accuracy.py [--datasets mit-csail fr079 office courtyard]
         [--methods odometry ours small_gicp] [--max-scans N] [--png DIR] [--set name=value ...]
+        [--carmen LOG.clf[.bz2] ...]
 
 Datasets: the real planar-laser bags of ../shared/data/real (no ground truth: the
-map-consistency figure only), and the synthetic bags (``make_demo_bag --world
+map-consistency figure only), CARMEN logs given with ``--carmen LOG.clf[.bz2]`` (e.g.
+the public Freiburg/Radish logs; scored against ``LOG.relations`` beside them when
+present, relation times in the log's ipc time base), and the synthetic bags (``make_demo_bag --world
 office`` / the courtyard demo, generated into out/ when missing), which carry
 ``ground_truth.tum`` and ``ground_truth.relations``.
 
@@ -12,8 +15,9 @@ Methods, all fed the same messages in bag order:
 - ``odometry``: the raw wheel odometry at each scan;
 - ``ours``: ``SlamPipeline`` with the parameter file of the sensor class
   (config/planar_laser.yaml or config/lidar_3d.yaml, ``--set`` overrides); the
-  pose of every scan is its last keyframe's optimised pose times the odometry
-  increment since that keyframe ("final path, odometry between keyframes");
+  pose of every scan is from the final keyframe poses and the odometry between them,
+  each keyframe's correction spread over the scans before it
+  (``export.poses_at(spread=True)``);
 - ``small_gicp``: the library baseline of bench/baselines.py (GICP scan-to-local-map
   seeded by the odometry increment).
 
@@ -45,6 +49,7 @@ from dsg_jit_ros.mapping.loop_information import is_partial  # noqa: E402
 from dsg_jit_ros.mapping.pipeline import SlamPipeline  # noqa: E402
 from dsg_jit_ros.config import load_pipeline_config  # noqa: E402
 from dsg_jit_ros.tools.consistency import map_consistency, plot_map  # noqa: E402
+from dsg_jit_ros.tools.carmen_log import read_carmen_log  # noqa: E402
 from dsg_jit_ros.tools.log_reader import read_laser_log  # noqa: E402
 from real_logs import REAL_LOGS  # noqa: E402
 
@@ -71,7 +76,8 @@ def run_ours(log, cfg):
     log.replay(pipe)
     pipe.finish()  # the last window joins the global graph (the loop back to the start closes here)
     elapsed = time.perf_counter() - start
-    poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds())
+    # the final trajectory: each keyframe's correction spread over the scans before it
+    poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds(), spread=True)
     counts = pipe.loop_counts()
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
             "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "global_solves")},
@@ -81,17 +87,26 @@ def run_ours(log, cfg):
     return poses, 1000.0 * elapsed / len(log.clouds), info
 
 
-def metrics(bag: Path, log, poses: np.ndarray) -> dict:
+def carmen_dataset(path: Path) -> tuple[str, Path | None]:
+    """(name, relations file or None) of a CARMEN log ``NAME.clf[.bz2]``: ``NAME.relations``
+    beside it is its ground truth."""
+    name = path.name.split(".clf")[0]
+    rel = path.with_name(f"{name}.relations")
+    return name, (rel if rel.exists() else None)
+
+
+def metrics(bag: Path | None, log, poses: np.ndarray, rel_file: Path | None = None) -> dict:
     out = {}
-    rel_file = bag / "ground_truth.relations"
-    if rel_file.exists():
+    if rel_file is None and bag is not None:
+        rel_file = bag / "ground_truth.relations"
+    if rel_file is not None and rel_file.exists():
         from dsg_jit_ros.tools.relations import evaluate_relations
 
         res = evaluate_relations(rel_file, (log.cloud_stamps, poses), planar=True).to_dict()
         out["relations"] = {k: res[k] for k in ("all", "local", "long") if k in res}
         out["relations_missing"] = res.get("n_missing")
-    gt_file = bag / "ground_truth.tum"
-    if gt_file.exists():
+    gt_file = bag / "ground_truth.tum" if bag is not None else None
+    if gt_file is not None and gt_file.exists():
         from dsg_jit_ros.tools.evaluate import ate_rmse
 
         out["ate_m"] = ate_rmse(str(gt_file), (log.cloud_stamps, poses), align="se3")
@@ -111,11 +126,20 @@ def main(argv=None) -> int:
     parser.add_argument("--png", type=Path, default=None, help="write <dataset>_<method>.png map pictures here")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="parameter overrides for 'ours' (names as in the parameter files)")
+    parser.add_argument("--carmen", nargs="*", type=Path, default=[], metavar="LOG.clf",
+                        help="CARMEN logs to replay as well (planar laser parameters)")
     args = parser.parse_args(argv)
-    for name in args.datasets:
-        bag, sensor = DATASETS[name]
-        _ensure_bag(name, bag)
-        log = read_laser_log(bag, max_scans=args.max_scans)
+    if args.carmen and "--datasets" not in (argv if argv is not None else sys.argv[1:]):
+        args.datasets = []  # only the logs given
+    runs = [(name, *DATASETS[name], None) for name in args.datasets]
+    runs += [(carmen_dataset(p)[0], p, "planar_laser", carmen_dataset(p)[1]) for p in args.carmen]
+    for name, bag, sensor, rel_file in runs:
+        if bag.suffix in (".clf", ".bz2"):
+            log = read_carmen_log(bag, max_scans=args.max_scans)
+            bag = None
+        else:
+            _ensure_bag(name, bag)
+            log = read_laser_log(bag, max_scans=args.max_scans)
         for method in args.methods:
             info: dict = {}
             if method == "odometry":
@@ -132,7 +156,7 @@ def main(argv=None) -> int:
                 poses, ms = run.poses, float(np.mean(run.ms_per_scan))
                 info = {"fallbacks": run.fallbacks}
             row = {"dataset": name, "method": method, "scans": len(log.clouds), "ms_per_scan": round(ms, 2)}
-            row.update(metrics(bag, log, poses))
+            row.update(metrics(bag, log, poses, rel_file))
             row.update(info)
             print(json.dumps(row), flush=True)
             if args.png is not None:

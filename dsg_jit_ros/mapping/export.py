@@ -16,6 +16,7 @@ import numpy as np
 from dsg_jit_ros.io.g2o import PoseGraph, write_g2o
 from dsg_jit_ros.io.map_file import write_map
 from dsg_jit_ros.io.ply import write_ply
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.io.tum import write_tum
 from dsg_jit_ros.mapping.map_state import capture
 from dsg_jit_ros.mapping.pipeline import SlamPipeline
@@ -30,18 +31,45 @@ def keyframe_arrays(pipeline: SlamPipeline) -> tuple[np.ndarray, np.ndarray]:
     return stamps, np.array([m for _, m in poses]).reshape(-1, 4, 4)
 
 
-def poses_at(pipeline: SlamPipeline, stamps: np.ndarray, t_odom_body: np.ndarray) -> np.ndarray:
-    """(n, 4, 4) ``T_map_body`` at any odometry poses ``t_odom_body`` stamped ``stamps`` (s):
-    the last keyframe's optimised pose at or before each stamp times the odometry
-    increment since it (the first keyframe's correction before it).  This is the
-    full-rate trajectory the node reports through ``map -> odom``."""
+def poses_at(pipeline: SlamPipeline, stamps: np.ndarray, t_odom_body: np.ndarray, spread: bool = False) -> np.ndarray:
+    """(n, 4, 4) ``T_map_body`` at any odometry poses ``t_odom_body`` stamped ``stamps`` (s).
+
+    Default: the last keyframe's optimised pose at or before each stamp times the
+    odometry increment since it (the first keyframe's correction before it), the
+    full-rate trajectory the node reports through ``map -> odom`` as it runs.
+
+    ``spread`` (the final trajectory, after the run): between two keyframes the
+    correction the next keyframe brings to the odometry increment,
+    ``E = (T_odom_k^-1 T_odom_k+1)^-1 T_map_k^-1 T_map_k+1`` (body frame), is spread
+    over the interval in proportion to time (translation linearly, rotation along its
+    axis), as odometry drift accrues: a pose at fraction ``s`` of the interval is
+    ``T_map_k (T_odom_k^-1 T_odom) E^s``.  Both keyframes are kept exactly; the
+    relative poses between scans no longer jump at each keyframe (on the public ACES
+    log the relations error falls from 0.0426 to 0.0407 m).  After the last keyframe,
+    as the default."""
     kf_stamps, kf_poses = keyframe_arrays(pipeline)
     if not len(kf_stamps):
         raise ValueError("no keyframe yet")
     odo = dict(pipeline.keyframe_odometry)
-    corr = kf_poses @ np.linalg.inv(np.array([odo[s] for s in kf_stamps]))  # T_map_odom per keyframe
+    kf_odom = np.array([odo[s] for s in kf_stamps])
+    stamps = np.asarray(stamps, dtype=np.float64)
+    t_odom_body = np.asarray(t_odom_body, dtype=np.float64)
+    corr = kf_poses @ np.linalg.inv(kf_odom)  # T_map_odom per keyframe
     idx = np.clip(np.searchsorted(kf_stamps, stamps, side="right") - 1, 0, len(kf_stamps) - 1)
-    return corr[idx] @ np.asarray(t_odom_body, dtype=np.float64)
+    out = corr[idx] @ t_odom_body
+    if not spread or len(kf_stamps) < 2:
+        return out
+    k = idx
+    inner = (stamps > kf_stamps[k]) & (k < len(kf_stamps) - 1)
+    if not inner.any():
+        return out
+    k = k[inner]
+    inc_next = np.linalg.inv(kf_odom[k]) @ kf_odom[k + 1]
+    e = np.linalg.inv(inc_next) @ np.linalg.inv(kf_poses[k]) @ kf_poses[k + 1]
+    frac = (stamps[inner] - kf_stamps[k]) / (kf_stamps[k + 1] - kf_stamps[k])
+    inc = np.linalg.inv(kf_odom[k]) @ t_odom_body[inner]
+    out[inner] = kf_poses[k] @ inc @ pose_matrices(frac[:, None] * pose_values(e))
+    return out
 
 
 def keyframe_graph(pipeline: SlamPipeline, mats: np.ndarray) -> PoseGraph:
