@@ -15,9 +15,10 @@ Methods, all fed the same messages in bag order:
 - ``odometry``: the raw wheel odometry at each scan;
 - ``ours``: ``SlamPipeline`` with the parameter file of the sensor class
   (config/planar_laser.yaml or config/lidar_3d.yaml, ``--set`` overrides); the
-  pose of every scan is from the final keyframe poses and the odometry between them,
-  each keyframe's correction spread over the scans before it
-  (``export.poses_at(spread=True)``);
+  pose of every scan is the final trajectory's (``export.poses_at(final=True)``): its
+  keyframe's final pose times its registration to the map when it was tracked
+  (``keyframe.track_between``), else times the odometry since, with the next keyframe's
+  correction spread over the interval;
 - ``small_gicp``: the library baseline of bench/baselines.py (GICP scan-to-local-map
   seeded by the odometry increment).
 
@@ -76,8 +77,8 @@ def run_ours(log, cfg):
     log.replay(pipe)
     pipe.finish()  # the last window joins the global graph (the loop back to the start closes here)
     elapsed = time.perf_counter() - start
-    # the final trajectory: each keyframe's correction spread over the scans before it
-    poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds(), spread=True)
+    # the final trajectory (tracked clouds; elsewhere each keyframe's correction spread before it)
+    poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds(), final=True)
     counts = pipe.loop_counts()
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
             "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "global_solves")},

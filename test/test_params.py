@@ -62,7 +62,8 @@ RENAMED = {  # flattened field path then -> now (the field now has its parameter
 ADDED_NODE_FIELDS = {"input_reliability", "sensor_extrinsic", "autostart"}  # each one parameter's value
 # LMConfig options added since (no parameter fills them): the window's solver keeps LMConfig's defaults
 ADDED_LM_FIELDS = {"damping", "stop_on_flat_rejection", "sparse_backend", "keep_linearization", "keep_factor"}
-ADDED_PARAMS = {"loop.drift_rotation_per_metre", "loop.initial_capacity", "loop.horizon_travel", "loop.partial"}  # parameters declared after the dump (field path = name)
+ADDED_PARAMS = {"loop.drift_rotation_per_metre", "loop.initial_capacity", "loop.horizon_travel", "loop.partial",
+                "keyframe.track_between"}  # parameters declared after the dump (field path = name)
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS
 # parameters whose default or shipped value changed since the dump (planar_laser.yaml: loop closure on)
 CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled", "loop.min_overlap", "loop.max_rmse", "loop.capacity"}

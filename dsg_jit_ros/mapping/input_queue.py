@@ -54,7 +54,9 @@ class InputQueue:
         self._odom = OdometryBuffer(self.cfg.odom_buffer)
         self._selector = KeyframeSelector(cfg.keyframe)
         self._pending: deque[PendingCloud] = deque()  # waiting for odometry
-        self.ready: deque[tuple[PendingCloud, np.ndarray]] = deque()  # keyframes to solve, with T_odom_body
+        # keyframes to solve (and, with keyframe.track_between, clouds between them to
+        # register): (cloud, T_odom_body, is_keyframe), in stamp order
+        self.ready: deque[tuple[PendingCloud, np.ndarray, bool]] = deque()
         self._last_cloud_stamp: float | None = None
         self._last_odom: tuple[float, np.ndarray] | None = None
         self.selected_keyframes = 0  # ever put in ``ready``
@@ -143,8 +145,10 @@ class InputQueue:
             t_odom_body = self._odom.interpolate(cloud.stamp)
             if not self._selector.is_keyframe(t_odom_body):
                 self.skipped_clouds += 1
+                if self._selector.cfg.track_between:
+                    self.ready.append((cloud, t_odom_body, False))
                 continue
             self._selector.accept(t_odom_body)
             self.selected_keyframes += 1
-            self.ready.append((cloud, t_odom_body))
+            self.ready.append((cloud, t_odom_body, True))
         return rejections

@@ -12,10 +12,13 @@ from dsg_jit_ros.geometry.poses import rotation_angle
 @dataclass(frozen=True)
 class KeyframeConfig:
     """A new keyframe once translation > ``min_translation`` (m) or rotation >
-    ``min_rotation`` (rad) since the last one."""
+    ``min_rotation`` (rad) since the last one.  ``track_between``: the clouds between
+    keyframes are registered to the window's map too, for the final trajectory only
+    (``SlamPipeline.tracked_scans``); the graph is the same either way."""
 
     min_translation: float = 0.5
     min_rotation: float = 0.25
+    track_between: bool = False
 
     def __post_init__(self) -> None:
         if self.min_translation < 0 or self.min_rotation < 0:

@@ -96,6 +96,8 @@ class SlamPipeline:
         self.input_queue = InputQueue(self.cfg, self.count)
         self.keyframes = 0  # solved
         self.keyframe_odometry: list[tuple[float, np.ndarray]] = []  # (stamp, T_odom_body) per keyframe
+        # keyframe.track_between: (stamp, keyframe stamp, T_keyframe^-1 T_map_body) per registered cloud
+        self.tracked_scans: list[tuple[float, float, np.ndarray]] = []
         self.covariance: np.ndarray | None = None
         self._t_map_odom = np.eye(4)
         self.loaded_keyframes = 0  # keyframes of map_file
@@ -271,12 +273,13 @@ class SlamPipeline:
 
     @property
     def queued_keyframes(self) -> int:
-        """Selected keyframes not solved yet."""
-        return len(self.input_queue.ready)
+        """Selected keyframes not solved yet (clouds queued only to be tracked not counted)."""
+        return sum(1 for entry in self.input_queue.ready if entry[2])
 
     def process_ready(self, max_keyframes: int | None = None, covariance: bool = True,
                       maintenance: bool = True) -> list[KeyframeUpdate]:
-        """Solve queued keyframes (all, or at most ``max_keyframes``) in order.
+        """Solve queued keyframes (all, or at most ``max_keyframes``) in order, and
+        register the clouds queued between them (``keyframe.track_between``).
 
         ``covariance``: also compute each keyframe's covariance (when configured)
         before returning its update; ``maintenance``: also apply a finished loop-closure
@@ -287,7 +290,10 @@ class SlamPipeline:
         updates = []
         ready = self.input_queue.ready
         while ready and (max_keyframes is None or len(updates) < max_keyframes):
-            cloud, t_odom_body = ready.popleft()
+            cloud, t_odom_body, is_keyframe = ready.popleft()
+            if not is_keyframe:
+                self._track(cloud, t_odom_body)
+                continue
             update = self._keyframe(cloud, t_odom_body, maintenance)
             if covariance and self.refresh_covariance():
                 update = dataclasses.replace(update, covariance=self.covariance)
@@ -366,6 +372,17 @@ class SlamPipeline:
             return self._solve_keyframe(cloud, t_odom_body, maintain)
         finally:
             worker.window_done()
+
+    def _track(self, cloud: PendingCloud, t_odom_body: np.ndarray) -> None:
+        """A cloud between keyframes registered for the final trajectory (keyframe.track_between)."""
+        worker = self.global_map.worker
+        worker.window_busy()
+        try:
+            tracked = self.window.track(t_odom_body, cloud.points)
+        finally:
+            worker.window_done()
+        if tracked is not None:
+            self.tracked_scans.append((cloud.stamp, *tracked))
 
     def _solve_keyframe(self, cloud: PendingCloud, t_odom_body: np.ndarray, maintain: bool) -> KeyframeUpdate:
         notices = self._decide_planar(cloud.points)

@@ -272,12 +272,7 @@ class SlidingWindow:
     # ---- update ---------------------------------------------------------
     def add_keyframe(self, stamp: float, t_odom_body: np.ndarray, points_body: np.ndarray) -> SolveStats:
         """Insert a keyframe with its (N, 3) body-frame cloud, slide, and re-solve."""
-        pts = np.asarray(points_body, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 3:
-            raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
-        t_odom, level = (split_planar(t_odom_body) if self.planar
-                         else (np.asarray(t_odom_body, dtype=np.float64), np.eye(4)))
-        pts = pts @ level[:3, :3].T + level[:3, 3]
+        pts, t_odom, level = self._levelled(t_odom_body, points_body)
         t_pred = self.t_map_odom @ t_odom
         increment = np.linalg.inv(self._keyframes[-1].t_odom_body) @ t_odom if self._keyframes else np.eye(4)
         sigmas = self.cfg.odom_sigmas(increment)
@@ -285,11 +280,8 @@ class SlidingWindow:
             t_pred, sigmas = self._initial
             t_pred = split_planar(t_pred)[0] if self.planar else t_pred
             self._initial = None
-        reg = None
-        if self.cfg.registration.enabled and (len(self.voxels) or len(self.local.frozen)):
-            self._place()
-            target = self.local.target(t_pred[:3, 3], self.cfg.voxel.max_range)
-            reg = register(pts, t_pred, target, sigmas, self.cfg.registration, planar=self.planar)
+        reg = self._register(pts, t_pred, sigmas)
+        if reg is not None:
             self.registrations["rejected" if reg.rejected else "few_matches" if not reg.used
                                else "degenerate" if reg.degenerate else "matched"] += 1
         t_map_body = reg.t_map_body if reg is not None else t_pred
@@ -319,6 +311,40 @@ class SlidingWindow:
             stats = self._solve(PRE_ASSOCIATION_ITERS if i + 1 < self.cfg.reassociations else self.cfg.lm.max_iters,
                                 reg)
         return stats
+
+    def track(self, t_odom_body: np.ndarray, points_body: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """A cloud between keyframes registered to the window's map from the odometry
+        prediction: ``(newest keyframe's stamp, T_keyframe^-1 T_map_body)`` (full poses,
+        levelled as keyframes are), or None (no keyframe yet, registration off, rejected or
+        too few matches).  The window is left as it was (the map placement cache aside):
+        the pose serves the final trajectory only (``export.poses_at(final=True)``)."""
+        if not self._keyframes:
+            return None
+        pts, t_odom, level = self._levelled(t_odom_body, points_body)
+        kf = self._keyframes[-1]
+        sigmas = self.cfg.odom_sigmas(np.linalg.inv(kf.t_odom_body) @ t_odom)
+        reg = self._register(pts, self.t_map_odom @ t_odom, sigmas)
+        if reg is None or reg.rejected or not reg.used:
+            return None
+        return kf.stamp, np.linalg.inv(self._pose(kf.var) @ kf.level) @ reg.t_map_body @ level
+
+    def _levelled(self, t_odom_body: np.ndarray, points_body) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(points levelled (N, 3), odometry pose the window estimates, levelling ``L``):
+        in planar mode the planar part of the odometry and the cloud under ``L``."""
+        pts = np.asarray(points_body, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"points must have shape (N, 3), got {pts.shape}")
+        t_odom, level = (split_planar(t_odom_body) if self.planar
+                         else (np.asarray(t_odom_body, dtype=np.float64), np.eye(4)))
+        return pts @ level[:3, :3].T + level[:3, 3], t_odom, level
+
+    def _register(self, pts: np.ndarray, t_pred: np.ndarray, sigmas: np.ndarray) -> RegistrationResult | None:
+        """Scan-to-map registration from ``t_pred`` (None when off or the map is empty)."""
+        if not (self.cfg.registration.enabled and (len(self.voxels) or len(self.local.frozen))):
+            return None
+        self._place()
+        target = self.local.target(t_pred[:3, 3], self.cfg.voxel.max_range)
+        return register(pts, t_pred, target, sigmas, self.cfg.registration, planar=self.planar)
 
     def rebase(self, correction: np.ndarray, frozen: list[tuple[CellObservations | None, np.ndarray, np.ndarray]],
                trajectory: list[tuple[float, np.ndarray]], rekey: bool = True, base=None) -> None:
