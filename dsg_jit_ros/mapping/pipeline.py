@@ -276,6 +276,11 @@ class SlamPipeline:
         """Selected keyframes not solved yet (clouds queued only to be tracked not counted)."""
         return sum(1 for entry in self.input_queue.ready if entry[2])
 
+    @property
+    def queued_work(self) -> int:
+        """Clouds queued for ``process_ready``: keyframes and clouds to track."""
+        return len(self.input_queue.ready)
+
     def process_ready(self, max_keyframes: int | None = None, covariance: bool = True,
                       maintenance: bool = True) -> list[KeyframeUpdate]:
         """Solve queued keyframes (all, or at most ``max_keyframes``) in order, and

@@ -319,7 +319,7 @@ class SlamNode(LifecycleNode):
     def _queued(self, rejections: list[Rejection]) -> None:
         for r in rejections:
             self._warn(r)
-        if self.pipeline.queued_keyframes:
+        if self.pipeline.queued_work:  # keyframes, and clouds to track as they come
             with self._work:
                 self._work.notify()
 
@@ -327,7 +327,7 @@ class SlamNode(LifecycleNode):
         """Worker thread: solve queued keyframes one at a time and publish each."""
         while True:
             with self._work:
-                while not self._stopping and not self.pipeline.queued_keyframes:
+                while not self._stopping and not self.pipeline.queued_work:
                     if not self._work.wait(timeout=1.0):
                         break  # a second without keyframes: apply a loop solve that finished meanwhile
                 if self._stopping:
