@@ -120,7 +120,8 @@ def metrics(bag: Path | None, log, poses: np.ndarray, rel_file: Path | None = No
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=None, choices=list(DATASETS),
+                        help="default: all of them, or none when --carmen logs are given")
     parser.add_argument("--methods", nargs="+", default=["odometry", "ours", "small_gicp"],
                         choices=["odometry", "ours", "small_gicp"])
     parser.add_argument("--max-scans", type=int, default=None, help="only the first N scans of each log")
@@ -130,10 +131,12 @@ def main(argv=None) -> int:
     parser.add_argument("--carmen", nargs="*", type=Path, default=[], metavar="LOG.clf",
                         help="CARMEN logs to replay as well (planar laser parameters)")
     args = parser.parse_args(argv)
-    if args.carmen and "--datasets" not in (argv if argv is not None else sys.argv[1:]):
-        args.datasets = []  # only the logs given
+    if args.datasets is None:
+        args.datasets = [] if args.carmen else list(DATASETS)
     runs = [(name, *DATASETS[name], None) for name in args.datasets]
-    runs += [(carmen_dataset(p)[0], p, "planar_laser", carmen_dataset(p)[1]) for p in args.carmen]
+    for path in args.carmen:
+        name, rel_file = carmen_dataset(path)
+        runs.append((name, path, "planar_laser", rel_file))
     for name, bag, sensor, rel_file in runs:
         if bag.suffix in (".clf", ".bz2"):
             log = read_carmen_log(bag, max_scans=args.max_scans)

@@ -37,6 +37,9 @@ def _open(path: Path):
 
 
 def _planar(x: float, y: float, theta: float) -> np.ndarray:
+    """T (4x4) of a planar pose, from cos/sin directly: the ACES figures in README were
+    measured with exactly these matrices (replays are chaotic in the last bit), so not
+    ``geometry.poses.from_xyz_rpy``, whose scipy rotation rounds differently."""
     c, s = math.cos(theta), math.sin(theta)
     return np.array([[c, -s, 0.0, x], [s, c, 0.0, y], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
