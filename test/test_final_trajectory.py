@@ -13,11 +13,12 @@ import numpy as np
 
 from dsg_jit_ros.geometry.poses import from_xyz_rpy
 from dsg_jit_ros.mapping.export import poses_at
+from dsg_jit_ros.mapping.tracked_scans import TrackedScans
 
 
 def _pipeline(kf_stamps, kf_poses, kf_odom):
     return SimpleNamespace(window=SimpleNamespace(keyframe_poses=list(zip(kf_stamps, kf_poses))),
-                           keyframe_odometry=list(zip(kf_stamps, kf_odom)))
+                           keyframe_odometry=list(zip(kf_stamps, kf_odom)), tracked_scans=TrackedScans())
 
 
 def test_linear_drift_is_removed_between_keyframes():

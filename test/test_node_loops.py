@@ -71,7 +71,8 @@ def test_the_node_closes_loops_and_publishes_them(tmp_path):
         # between keyframes as they came, each against the keyframe before it
         tracked = node.pipeline.tracked_scans
         kf_stamps = {s for s, _ in node.pipeline.window.keyframe_poses}
-        assert len(tracked) > len(stamps) // 3 and all(k in kf_stamps and k < s for s, k, _ in tracked)
+        assert len(tracked) > len(stamps) // 3
+        assert all(k in kf_stamps and k < s for s, k in zip(tracked.stamps, tracked.keyframe_stamps))
         # the loop markers: one line (two points) per loop edge in the graph when they were sent
         spin_until(executor, lambda: markers, 20, "the loop markers")
         lines = [m for m in markers[-1].markers if m.type == m.LINE_LIST]

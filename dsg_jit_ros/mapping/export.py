@@ -70,14 +70,15 @@ def poses_at(pipeline: SlamPipeline, stamps: np.ndarray, t_odom_body: np.ndarray
         frac = (stamps[inner] - kf_stamps[k]) / (kf_stamps[k + 1] - kf_stamps[k])
         inc = np.linalg.inv(kf_odom[k]) @ t_odom_body[inner]
         out[inner] = kf_poses[k] @ inc @ pose_matrices(frac[:, None] * pose_values(e))
-    tracked = getattr(pipeline, "tracked_scans", ())
-    if tracked:
+    tracked = pipeline.tracked_scans
+    if len(tracked):
         kf_index = {s: i for i, s in enumerate(kf_stamps)}
         where = {s: i for i, s in enumerate(stamps)}
-        rows = [(where[s], kf_index[k], inc) for s, k, inc in tracked if s in where and k in kf_index]
+        rows = [(where[s], kf_index[k], j) for j, (s, k) in enumerate(zip(tracked.stamps, tracked.keyframe_stamps))
+                if s in where and k in kf_index]
         if rows:
-            at, kf_i, incs = zip(*rows)
-            out[list(at)] = kf_poses[list(kf_i)] @ np.array(incs)
+            at, kf_i, j = (list(c) for c in zip(*rows))
+            out[at] = kf_poses[kf_i] @ tracked.increments[j]
     return out
 
 

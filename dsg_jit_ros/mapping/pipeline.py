@@ -43,6 +43,7 @@ from dsg_jit_ros.mapping.loop_closure import LoopCloser
 from dsg_jit_ros.mapping.pipeline_config import MODES, PLANAR_MODES, InputConfig, PipelineConfig
 from dsg_jit_ros.mapping.keyframe_covariance import newest_keyframe_covariance
 from dsg_jit_ros.mapping.planar import is_planar_cloud
+from dsg_jit_ros.mapping.tracked_scans import TrackedScans
 from dsg_jit_ros.mapping.warm_up import WarmUp, programs_since, synthetic_cloud, warmup_message
 from dsg_jit_ros.mapping.window import SlidingWindow, SolveStats
 from dsg_jit_ros.optimization.compile_count import compile_counts
@@ -96,8 +97,7 @@ class SlamPipeline:
         self.input_queue = InputQueue(self.cfg, self.count)
         self.keyframes = 0  # solved
         self.keyframe_odometry: list[tuple[float, np.ndarray]] = []  # (stamp, T_odom_body) per keyframe
-        # keyframe.track_between: (stamp, keyframe stamp, T_keyframe^-1 T_map_body) per registered cloud
-        self.tracked_scans: list[tuple[float, float, np.ndarray]] = []
+        self.tracked_scans = TrackedScans()  # keyframe.track_between: the clouds registered between keyframes
         self.covariance: np.ndarray | None = None
         self._t_map_odom = np.eye(4)
         self.loaded_keyframes = 0  # keyframes of map_file
@@ -387,7 +387,7 @@ class SlamPipeline:
         finally:
             worker.window_done()
         if tracked is not None:
-            self.tracked_scans.append((cloud.stamp, *tracked))
+            self.tracked_scans.append(cloud.stamp, *tracked)
 
     def _solve_keyframe(self, cloud: PendingCloud, t_odom_body: np.ndarray, maintain: bool) -> KeyframeUpdate:
         notices = self._decide_planar(cloud.points)
