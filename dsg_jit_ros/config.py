@@ -161,6 +161,11 @@ PARAMS: tuple[ParamSpec, ...] = (
                   "wheels slip while turning.", 0.0, BIG),
         ParamSpec("noise.odom_rotation_scale", 0.0, "Added odometry rotation sigma per radian turned (rad/rad).",
                   0.0, BIG),
+        ParamSpec("noise.odom_scale_memory", 0.0, "Estimate the wheel odometry's distance scale over about this much "
+                  "travel (m) and apply it to the odometry increments (worn wheels read long or short); 0: off. "
+                  "Experimental: see the README before turning it on.",
+                  0.0, BIG),
+        ParamSpec("noise.odom_scale_limit", 0.1, "The estimated odometry scale stays within 1 +- this.", 0.0, 0.99),
         ParamSpec("noise.anchor_sigma", 0.001, "Prior sigma holding the oldest window keyframe (m and rad).", 1e-12, BIG),
     ),
     # input checks

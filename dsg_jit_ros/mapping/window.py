@@ -41,6 +41,7 @@ import numpy as np
 from dsg_jit_ros.mapping.active_voxels import ActiveVoxels
 from dsg_jit_ros.mapping.association import CellObservations, associate, recell
 from dsg_jit_ros.mapping.local_map import LocalMap
+from dsg_jit_ros.mapping.odometry_scale import OdometryScale
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.registration import RegistrationConfig, RegistrationResult, register
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
@@ -67,6 +68,9 @@ class WindowConfig:
     ``odom_sigma_rotation + odom_rotation_scale * |turn|`` (rad): wheel odometry errs
     in proportion to the motion (a turn in place of 60 degrees is not known to
     0.02 rad, and wheels slip while turning).
+    ``odom_scale_memory`` (m; 0: off): the odometry's distance scale is estimated over
+    about this much travel and applied to its increments (``mapping.odometry_scale``),
+    within ``1 +- odom_scale_limit``.
     """
 
     size: int = 20
@@ -78,6 +82,8 @@ class WindowConfig:
     odom_translation_scale: float = 0.0
     odom_rotation_scale: float = 0.0
     odom_translation_per_turn: float = 0.0
+    odom_scale_memory: float = 0.0
+    odom_scale_limit: float = 0.1
     anchor_sigma: float = 1e-3
     surface: SurfaceConfig = field(default_factory=SurfaceConfig)
     frozen_weight: float = 2.0
@@ -95,8 +101,10 @@ class WindowConfig:
         if self.max_voxels < 1 or self.max_observations < 1:
             raise ValueError("max_voxels and max_observations must be >= 1")
         if min(self.frozen_weight, self.reassociations, self.odom_translation_scale, self.odom_rotation_scale,
-               self.odom_translation_per_turn) < 0:
-            raise ValueError("frozen_weight, reassociations and the odometry scales must be >= 0")
+               self.odom_translation_per_turn, self.odom_scale_memory) < 0:
+            raise ValueError("frozen_weight, reassociations, the odometry scales and odom_scale_memory must be >= 0")
+        if not 0 <= self.odom_scale_limit < 1:
+            raise ValueError(f"odom_scale_limit must be in [0, 1), got {self.odom_scale_limit}")
 
     def odom_sigmas(self, increment: np.ndarray) -> np.ndarray:
         """(6,) sigmas of the odometry increment ``T_i^-1 T_j`` (4x4), tangent order
@@ -194,6 +202,7 @@ class SlidingWindow:
         self.grow_map = True  # False (localization): leaving keyframes do not join the frozen map
         self._initial: tuple[np.ndarray, np.ndarray] | None = None  # (T_map_body, sigmas) of the first keyframe
         self._parked = np.eye(4)  # T_map_odom while the window is empty after freeze_all
+        self.odometry_scale = OdometryScale(cfg.odom_scale_memory, cfg.odom_scale_limit)
 
     def set_initial_pose(self, t_map_body: np.ndarray, sigmas: np.ndarray) -> None:
         """Where the first keyframe is (4x4, on a loaded map) and how well that is known
@@ -276,6 +285,9 @@ class SlidingWindow:
         t_pred = self.t_map_odom @ t_odom
         increment = np.linalg.inv(self._keyframes[-1].t_odom_body) @ t_odom if self._keyframes else np.eye(4)
         sigmas = self.cfg.odom_sigmas(increment)
+        if self._keyframes and self.odometry_scale.memory:  # the increment at the odometry's estimated scale
+            increment = self.odometry_scale.apply(increment)
+            t_pred = self._pose(self._keyframes[-1].var) @ increment
         if not self._keyframes and self._initial is not None:  # the first keyframe on a loaded map
             t_pred, sigmas = self._initial
             t_pred = split_planar(t_pred)[0] if self.planar else t_pred
@@ -322,8 +334,11 @@ class SlidingWindow:
             return None
         pts, t_odom, level = self._levelled(t_odom_body, points_body)
         kf = self._keyframes[-1]
-        sigmas = self.cfg.odom_sigmas(np.linalg.inv(kf.t_odom_body) @ t_odom)
-        reg = self._register(pts, self.t_map_odom @ t_odom, sigmas)
+        increment = np.linalg.inv(kf.t_odom_body) @ t_odom
+        sigmas = self.cfg.odom_sigmas(increment)
+        t_pred = (self._pose(kf.var) @ self.odometry_scale.apply(increment) if self.odometry_scale.memory
+                  else self.t_map_odom @ t_odom)
+        reg = self._register(pts, t_pred, sigmas)
         if reg is None or reg.rejected or not reg.used:
             return None
         return kf.stamp, np.linalg.inv(self._pose(kf.var) @ kf.level) @ reg.t_map_body @ level
@@ -443,6 +458,10 @@ class SlidingWindow:
         """Freeze the oldest keyframe; returns the voxel keys it added frozen points to."""
         old = self._keyframes.pop(0)
         pose = self._pose(old.var)
+        if self._keyframes:  # its interval to the next keyframe, solved as far as the window will
+            nxt = self._keyframes[0]
+            self.odometry_scale.update(np.linalg.inv(old.t_odom_body) @ nxt.t_odom_body,
+                                       np.linalg.inv(pose) @ self._pose(nxt.var))
         self.trajectory.append((old.stamp, pose @ old.level))
         if self.grow_map:
             self.local.freeze(old.cells, pose)
