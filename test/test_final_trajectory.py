@@ -65,9 +65,7 @@ def _ring_run(track: bool, n_scans: int = 400):
     """The first ``n_scans`` of the ring corridor with wheel odometry as noisy per scan as the
     real logs' (ACES: 2.5 cm over 0.5 s inside a keyframe interval; the simulator's default,
     2 mm per scan, is better than a scan registration's 8 mm, and there tracking loses)."""
-    from conftest import REPO
-    from dsg_jit_ros.config import load_pipeline_config
-    from dsg_jit_ros.mapping.pipeline import SlamPipeline
+    from planar_helpers import replay_planar
     from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig, WheelOdometryNoise
     from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring
 
@@ -75,15 +73,8 @@ def _ring_run(track: bool, n_scans: int = 400):
                                                noise=WheelOdometryNoise(translation_sigma=0.05, yaw_sigma_per_m=0.01),
                                                laser=PlanarLaserConfig(max_range=10.0))
     stamps, truth, odom, scans = stamps[:n_scans], truth[:n_scans], odom[:n_scans], scans[:n_scans]
-    cfg = load_pipeline_config(REPO / "config" / "planar_laser.yaml",
-                               overrides=["loop.enabled=false", f"keyframe.track_between={str(track).lower()}"])
-    pipe = SlamPipeline(cfg)
-    pipe.warm_up()
-    for t, o, c in zip(stamps, odom, scans):
-        pipe.add_odometry(t, o)
-        pipe.add_cloud(t, c)
-    pipe.finish()
-    pipe.close()
+    pipe = replay_planar(stamps, odom, scans,
+                         ["loop.enabled=false", f"keyframe.track_between={str(track).lower()}"])
     return pipe, stamps, truth, odom
 
 

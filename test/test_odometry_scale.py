@@ -58,25 +58,15 @@ def test_turns_in_place_and_memory_zero_leave_it_alone():
 def _ring_keyframes(memory: float):
     """Keyframe poses and truth on a ring whose north corridor is bare (nothing along it
     within the laser's 10 m), driven with odometry reading 3 % long, loop closure off."""
-    from conftest import REPO
-    from dsg_jit_ros.config import load_pipeline_config
-    from dsg_jit_ros.mapping.pipeline import SlamPipeline
+    from planar_helpers import replay_planar
     from dsg_jit_ros.tools.planar_laser import PlanarLaserConfig, WheelOdometryNoise
     from dsg_jit_ros.tools.ring_world import RingConfig, simulate_ring
 
     stamps, truth, odom, scans = simulate_ring(RingConfig(length=30.0, width=10.0, laps=1.0, bare_north=True),
                                                noise=WheelOdometryNoise(scale_bias=0.03),
                                                laser=PlanarLaserConfig(max_range=10.0))
-    cfg = load_pipeline_config(REPO / "config" / "planar_laser.yaml",
-                               overrides=["loop.enabled=false", "keyframe.track_between=false",
-                                          f"noise.odom_scale_memory={memory}"])
-    pipe = SlamPipeline(cfg)
-    pipe.warm_up()
-    for t, o, c in zip(stamps, odom, scans):
-        pipe.add_odometry(t, o)
-        pipe.add_cloud(t, c)
-    pipe.finish()
-    pipe.close()
+    pipe = replay_planar(stamps, odom, scans, ["loop.enabled=false", "keyframe.track_between=false",
+                                               f"noise.odom_scale_memory={memory}"])
     index = {t: i for i, t in enumerate(stamps)}
     kf = [(index[t], m) for t, m in pipe.window.keyframe_poses]
     return pipe.window.odometry_scale.scale, np.array([m for _, m in kf]), truth[[i for i, _ in kf]]
