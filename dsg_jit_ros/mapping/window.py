@@ -458,7 +458,7 @@ class SlidingWindow:
         """Freeze the oldest keyframe; returns the voxel keys it added frozen points to."""
         old = self._keyframes.pop(0)
         pose = self._pose(old.var)
-        if self._keyframes:  # its interval to the next keyframe, solved as far as the window will
+        if self._keyframes and self.odometry_scale.memory:  # its interval to the next one, solved as far as it will be
             nxt = self._keyframes[0]
             self.odometry_scale.update(np.linalg.inv(old.t_odom_body) @ nxt.t_odom_body,
                                        np.linalg.inv(pose) @ self._pose(nxt.var))
