@@ -282,12 +282,12 @@ class SlidingWindow:
     def add_keyframe(self, stamp: float, t_odom_body: np.ndarray, points_body: np.ndarray) -> SolveStats:
         """Insert a keyframe with its (N, 3) body-frame cloud, slide, and re-solve."""
         pts, t_odom, level = self._levelled(t_odom_body, points_body)
-        t_pred = self.t_map_odom @ t_odom
-        increment = np.linalg.inv(self._keyframes[-1].t_odom_body) @ t_odom if self._keyframes else np.eye(4)
-        sigmas = self.cfg.odom_sigmas(increment)
-        if self._keyframes and self.odometry_scale.memory:  # the increment at the odometry's estimated scale
-            increment = self.odometry_scale.apply(increment)
-            t_pred = self._pose(self._keyframes[-1].var) @ increment
+        if self._keyframes:
+            raw, increment, t_pred = self._predict(t_odom)
+        else:
+            raw = increment = np.eye(4)
+            t_pred = self.t_map_odom @ t_odom
+        sigmas = self.cfg.odom_sigmas(raw)
         if not self._keyframes and self._initial is not None:  # the first keyframe on a loaded map
             t_pred, sigmas = self._initial
             t_pred = split_planar(t_pred)[0] if self.planar else t_pred
@@ -334,14 +334,22 @@ class SlidingWindow:
             return None
         pts, t_odom, level = self._levelled(t_odom_body, points_body)
         kf = self._keyframes[-1]
-        increment = np.linalg.inv(kf.t_odom_body) @ t_odom
-        sigmas = self.cfg.odom_sigmas(increment)
-        t_pred = (self._pose(kf.var) @ self.odometry_scale.apply(increment) if self.odometry_scale.memory
-                  else self.t_map_odom @ t_odom)
-        reg = self._register(pts, t_pred, sigmas)
+        raw, _, t_pred = self._predict(t_odom)
+        reg = self._register(pts, t_pred, self.cfg.odom_sigmas(raw))
         if reg is None or reg.rejected or not reg.used:
             return None
         return kf.stamp, np.linalg.inv(self._pose(kf.var) @ kf.level) @ reg.t_map_body @ level
+
+    def _predict(self, t_odom: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """From the newest keyframe to the (levelled) odometry pose ``t_odom``: (the odometry
+        increment, that increment at the estimated odometry scale (the same when the scale is
+        off), the predicted T_map_body)."""
+        kf = self._keyframes[-1]
+        raw = np.linalg.inv(kf.t_odom_body) @ t_odom
+        if not self.odometry_scale.memory:
+            return raw, raw, self.t_map_odom @ t_odom
+        scaled = self.odometry_scale.apply(raw)
+        return raw, scaled, self._pose(kf.var) @ scaled
 
     def _levelled(self, t_odom_body: np.ndarray, points_body) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(points levelled (N, 3), odometry pose the window estimates, levelling ``L``):
