@@ -101,6 +101,16 @@ class SlamNode(LifecycleNode):
     def __init__(self, **node_kwargs):
         super().__init__(NODE_NAME, **node_kwargs)
         self.SlamStatus, self.SaveMap, self.LoadMap, self.TFMessage = _interfaces()
+        try:
+            self._start()
+        except BaseException:
+            # a node left undestroyed when the context shuts down can hang the process
+            # at exit (seen once in CI: the message printed, the process never ended)
+            self.destroy_node()
+            raise
+
+    def _start(self) -> None:
+        """Read the parameters and, with ``autostart``, configure and activate."""
         self._values = declare_and_read(self)  # a value out of range or of a wrong type raises here
         self.pipeline: SlamPipeline | None = None
         self._io_subscriptions: list = []
