@@ -1,15 +1,25 @@
-"""``~/path`` reuses the messages of frozen keyframes (``ros.outputs.SlamOutputs.trajectory``).
+"""``~/path``: serialised with numpy (``convert.path_cdr``), reusing the rows of frozen
+keyframes (``ros.outputs.SlamOutputs.trajectory``).
 
-The oracle is the path built from scratch (``convert.path_msg`` of ``keyframe_poses``)
-after every step of a run: keyframes freezing one by one, a re-base replacing the frozen
-trajectory (loop closure), a reset to a shorter one.  A cache keyed on the length alone
-(the counter-example ``_LengthKeyed``) publishes the pre-re-base poses."""
+Serialisation: the bytes deserialise (rclpy, the active RMW's type support) to the
+message built from PoseStamped objects (``convert.path_msg``), for frame names of every
+length modulo 8 (the CDR padding) and 0, 1, 2 or more poses.
+
+Cache: the oracle is the path built from scratch (``convert.path_msg`` of
+``keyframe_poses``) after every step of a run: keyframes freezing one by one, a re-base
+replacing the frozen trajectory (loop closure), a reset to a shorter one.  A cache keyed
+on the length alone (the counter-example ``_LengthKeyed``) publishes the pre-re-base poses."""
 
 from types import SimpleNamespace
 
 import numpy as np
 
+import pytest
 from builtin_interfaces.msg import Time
+from nav_msgs.msg import Path
+from rclpy.serialization import deserialize_message, serialize_message
+
+from dsg_jit_ros.ros import outputs as outputs_module
 from dsg_jit_ros.geometry.poses import from_xyz_rpy
 from dsg_jit_ros.ros import convert
 from dsg_jit_ros.ros.outputs import SlamOutputs
@@ -30,7 +40,7 @@ class _Window:
 def _outputs():
     out = SlamOutputs.__new__(SlamOutputs)
     out.cfg = SimpleNamespace(map_frame="map")
-    out._frozen = (None, [])
+    out._frozen = (None, np.zeros((0, 2), dtype=np.int64), np.zeros((0, 7)))
     out.published = []
     out.path = SimpleNamespace(publish=out.published.append)
     return out
@@ -41,11 +51,13 @@ class _LengthKeyed(SlamOutputs):
 
     def trajectory(self, pipeline, stamp):
         frozen = pipeline.window.trajectory
-        built = self._frozen[1][:len(frozen)]
-        built += [convert.pose_stamped(m, "map", t) for t, m in frozen[len(built):]]
-        self._frozen = (frozen, built)
-        live = pipeline.window.keyframe_poses[len(frozen):]
-        self.path.publish(convert.path_msg([t for t, _ in live], [m for _, m in live], "map", stamp, head=built))
+        times, rows = self._frozen[1][:len(frozen)], self._frozen[2][:len(frozen)]
+        new_times, new_rows = outputs_module._rows(frozen[len(times):])
+        times, rows = np.concatenate([times, new_times]), np.concatenate([rows, new_rows])
+        self._frozen = (frozen, times, rows)
+        live_times, live_rows = outputs_module._rows(pipeline.window.keyframe_poses[len(frozen):])
+        self.path.publish(convert.path_cdr(np.concatenate([times, live_times]), np.concatenate([rows, live_rows]),
+                                           "map", stamp))
 
 
 def _pose(rng):
@@ -53,18 +65,23 @@ def _pose(rng):
 
 
 def _flat(path):
+    if isinstance(path, bytes):
+        path = deserialize_message(path, Path)
     return [(p.header.stamp.sec, p.header.stamp.nanosec, p.header.frame_id,
              tuple(convert.pose_to_matrix(p.pose).reshape(-1))) for p in path.poses]
 
 
-def _run(out) -> list[bool]:
-    """Whether each published path equals the one built from scratch."""
+def _run(out, marks: list | None = None) -> list[bool]:
+    """Whether each published path equals the one built from scratch (``marks`` gets a
+    None before each publication)."""
     rng = np.random.default_rng(3)
     window = _Window()
     pipeline = SimpleNamespace(window=window)
     same = []
 
     def publish():
+        if marks is not None:
+            marks.append(None)
         out.trajectory(pipeline, Time())
         stamps, poses = zip(*window.keyframe_poses) if window.keyframe_poses else ((), ())
         same.append(_flat(out.published[-1]) == _flat(convert.path_msg(list(stamps), list(poses), "map", Time())))
@@ -85,13 +102,36 @@ def _run(out) -> list[bool]:
     return same
 
 
-def test_path_reuses_frozen_messages_and_follows_re_bases():
+@pytest.mark.parametrize("frame_id", ["", "m", "ma", "map", "odom", "world", "map_xyz", "earth_01", "utm_32N_x"])
+@pytest.mark.parametrize("n", [0, 1, 2, 5])
+def test_path_bytes_deserialise_to_the_message(frame_id, n):
+    rng = np.random.default_rng(n + 10 * len(frame_id))
+    stamps = rng.uniform(0.0, 2e9, n)
+    poses = np.array([_pose(rng) for _ in range(n)]).reshape(n, 4, 4)
+    poses[:, :3, 3] *= 1e3
+    header = Time(sec=1_700_000_000, nanosec=123_456_789)
+    oracle = convert.path_msg(list(stamps), list(poses), frame_id, header)
+    data = convert.path_cdr(*convert.pose_rows(stamps, poses), frame_id, header)
+    assert len(data) == len(serialize_message(oracle))
+    assert deserialize_message(data, Path) == oracle
+
+
+def test_path_reuses_frozen_rows_and_follows_re_bases(monkeypatch):
+    calls: list = []  # None before each publication, then the rows converted for it
+    rows = convert.pose_rows
+    monkeypatch.setattr(convert, "pose_rows", lambda t, m: calls.append(len(t)) or rows(t, m))
     out = _outputs()
-    assert all(_run(out))
-    paths = out.published
-    # built once: the 11th and 12th paths share the first 7 frozen keyframes' message objects
-    assert all(a is b for a, b in zip(paths[10].poses[:7], paths[11].poses[:7]))
-    assert paths[12].poses[0] is not paths[11].poses[0]  # rebuilt after the re-base
+    assert all(_run(out, calls))
+    per_path = []
+    for c in calls:
+        if c is None:
+            per_path.append([])
+        else:
+            per_path[-1].append(c)
+    assert per_path[:4] == [[1], [2], [3], [4]]  # live keyframes only
+    assert per_path[4:12] == [[1, 4]] * 8  # one keyframe froze: its row, then the 4 live ones
+    assert per_path[12] == [8, 4]  # the re-base replaced the frozen list: all 8 again
+    assert per_path[13] == [1, 4] and per_path[14] == [2]  # then incremental; the reset: 2 frozen, none live
 
 
 def test_a_cache_keyed_on_length_misses_the_re_base():
