@@ -204,9 +204,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("loop.horizon_travel", 0.0, "With loop closure the window also tracks the keyframes of this last "
                   "travel (m), however old: a robot wandering in one room keeps tracking it.", 0.0, BIG),
         ParamSpec("loop.search_radius", 2.0, "Candidates within this distance of the current estimate (m) ...", 1e-6, BIG),
-        ParamSpec("loop.drift_per_metre", 0.02, "... plus this much per metre travelled since the candidate (m/m).",
+        ParamSpec("loop.drift_per_metre", 0.04, "... plus this much per metre travelled since the candidate (m/m).",
                   0.0, BIG),
-        ParamSpec("loop.drift_rotation_per_metre", 0.004, "Heading drift allowed per metre travelled between a "
+        ParamSpec("loop.drift_rotation_per_metre", 0.006, "Heading drift allowed per metre travelled between a "
                   "loop's two keyframes (rad/m): a loop turning the map by more (3 sigma, with the chain's own "
                   "uncertainty) is refused.", 0.0, BIG),
         ParamSpec("loop.max_candidates", 3, "Candidates verified per attempt (nearest first).", 1, 1000),

@@ -246,7 +246,8 @@ def test_the_chain_test_sees_only_the_constrained_directions(partial):
     (and refused 1.5 m off across it, 5 sigma of the drift window)."""
     h = np.diag([0.0, 1e6, 0.0, 0.0, 0.0, 1e8])
     w = loop_sqrt_info(h, SIGMAS, True, allow_partial=True) if partial else None
-    cfg = LoopConfig(enabled=True, partial=True, search_radius=0.5)
+    cfg = LoopConfig(enabled=True, partial=True, search_radius=0.5, drift_per_metre=0.02,
+                     drift_rotation_per_metre=0.004)  # the drift window: 0.9 m, 0.08 rad at 20 m
     g, _, _ = _corridor_graph(_planar(23.0, 0.0, 0.0), w, cfg, yaw_bias=0.0)
     assert g._chain_agrees(g.loops[0]) == partial
     g, _, _ = _corridor_graph(_planar(20.0, 1.5, 0.0), w, cfg, yaw_bias=0.0)  # 1.5 m across: refused

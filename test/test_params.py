@@ -68,7 +68,8 @@ ADDED_PARAMS = {"loop.drift_rotation_per_metre", "loop.initial_capacity", "loop.
 ADDED_NOISE = {"window.odom_scale_memory": "noise.odom_scale_memory", "window.odom_scale_limit": "noise.odom_scale_limit"}
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS | set(ADDED_NOISE)
 # parameters whose default or shipped value changed since the dump (planar_laser.yaml: loop closure on)
-CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled", "loop.min_overlap", "loop.max_rmse", "loop.capacity"}
+CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled", "loop.min_overlap", "loop.max_rmse", "loop.capacity",
+                  "loop.drift_per_metre"}
 
 
 def _flat_config(obj, prefix=""):

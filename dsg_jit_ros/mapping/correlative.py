@@ -16,6 +16,7 @@ target's frame; metres, radians; only x, y and yaw are searched (planar mode).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,19 @@ class CorrelativeResult:
     t_target_scan: np.ndarray  # (4, 4) best pose of the scan in the target's frame
     score: float  # mean likelihood of the scan points at that pose, in [0, 1]
     runner_up: float  # best score (any yaw) more than 1 m and two cells from the best translation
+    # (k, 2) offsets (m, target frame) of those far translations from the best one, and
+    # (k,) their best scores over yaw: where the look-alikes lie (``runner_up_across``)
+    far_offsets: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2)), repr=False)
+    far_scores: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+
+    def runner_up_across(self, direction_xy: np.ndarray, tolerance: float) -> float:
+        """The best far score off the line through the best pose along ``direction_xy``
+        (target frame; farther than ``tolerance`` metres from it): along a corridor every
+        position scores alike, and a partial loop leaves that position free anyway."""
+        d = np.asarray(direction_xy, dtype=np.float64)
+        d = d / max(float(np.linalg.norm(d)), 1e-12)
+        off_line = np.abs(self.far_offsets @ np.array([-d[1], d[0]])) > tolerance
+        return float(self.far_scores[off_line].max()) if off_line.any() else 0.0
 
 
 def _planar_pose(x: float, y: float, yaw: float) -> np.ndarray:
@@ -94,6 +108,8 @@ def correlative_match_2d(scan_xy: np.ndarray, target_xy: np.ndarray, t_pred: np.
     # ambiguity: the best score at translations away from the peak (any yaw)
     ii, jj = np.meshgrid(np.arange(2 * n_t + 1), np.arange(2 * n_t + 1), indexing="ij")
     far = np.maximum(abs(ii - a), abs(jj - b)) > max(2, int(np.ceil(1.0 / r)))
-    runner_up = float(scores[:, far].max()) if far.any() else 0.0
+    far_scores = scores[:, far].max(axis=0) if far.any() else np.zeros(0)
+    runner_up = float(far_scores.max()) if far.any() else 0.0
+    far_offsets = r * np.stack([ii[far] - a, jj[far] - b], axis=1).astype(np.float64)
     x, y = start + r * np.array([a, b])
-    return CorrelativeResult(_planar_pose(x, y, float(yaws[k])), best, runner_up)
+    return CorrelativeResult(_planar_pose(x, y, float(yaws[k])), best, runner_up, far_offsets, far_scores)

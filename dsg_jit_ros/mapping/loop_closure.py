@@ -15,7 +15,10 @@
    loose prior, from the current relative estimate; when that fails in planar mode, again from the best pose of a
    correlative search over the drift window (``mapping.correlative``: metres of
    drift are beyond the reach of point-to-plane registration), unless the search's
-   peak is ambiguous.  Accepted when it converges, matches ``min_overlap`` of the points
+   peak is a near tie (``COARSE_SEARCH_AMBIGUITY``); a loop so seeded is refused as
+   ``ambiguous`` when a place elsewhere scores above ``COARSE_MAX_AMBIGUITY`` of the
+   best (for a partial loop, only places off the line of its free direction count).
+   Accepted when it converges, matches ``min_overlap`` of the points
    with a small RMS whitened residual, moves the estimate by a plausible amount, and
    the scan alone pins every direction to better than the loop edge's sigma (the
    smallest eigenvalue of its Hessian, in units of the loop edge's information,
@@ -57,7 +60,14 @@ CONFIRM_TRAVEL = 10.0  # m: ... and within this much travel (two loops implying 
 COARSE_REACH = 10.0  # m: scan points within this range of the body take part in the correlative search
 COARSE_MAX_YAW = 0.6  # rad: the correlative search's yaw window grows with the heading drift up to this
 COARSE_MIN_SCORE = 0.25  # mean likelihood of the scan at the correlative search's best pose
-COARSE_MAX_AMBIGUITY = 0.97  # the best score elsewhere (> 1 m away) must stay below this fraction of the best
+COARSE_SEARCH_AMBIGUITY = 0.97  # a search whose best score elsewhere (> 1 m away) is above this fraction of the best is not registered
+# a loop seeded by the search is accepted only if the best score elsewhere, off the line of
+# the directions it leaves free (a partial loop: along the corridor), stays below this
+# fraction: a second scan a metre on sees the same two peaks, so agreeing with it does not
+# settle a near tie (mit-csail, wider drift window: a pair at 0.95 / 0.94 moved the map 3 m
+# the wrong way)
+COARSE_MAX_AMBIGUITY = 0.9
+AMBIGUITY_LINE = 0.5  # m: look-alikes this close to the free direction's line are harmless to a partial loop
 COARSE_RETRY = ("few_matches", "no_convergence", "too_far", "rmse")  # registration failures worth a coarse search
 
 
@@ -68,7 +78,8 @@ class LoopAttempt:
     older: int
     newer: int
     accepted: bool
-    reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far", "no_coarse_match"
+    reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far", "no_coarse_match",
+    #              "ambiguous"
     overlap: float = 0.0
     rmse: float = float("nan")
     correction_m: float = 0.0
@@ -216,9 +227,20 @@ class LoopCloser:
         coarse = correlative_match_2d(near, submap.means()[:, :2], t_pred, radius, yaw_range,
                                       self.voxel_size)
         ambiguity = coarse.runner_up / max(coarse.score, 1e-12)
-        if coarse.score < COARSE_MIN_SCORE or ambiguity > COARSE_MAX_AMBIGUITY:
+        if coarse.score < COARSE_MIN_SCORE or ambiguity > COARSE_SEARCH_AMBIGUITY:
             return LoopAttempt(older, newer, False, "no_coarse_match", ambiguity=ambiguity)
-        return self._register(older, newer, pts, coarse.t_target_scan, t_pred, target, prior, graph.planar, ambiguity)
+        attempt = self._register(older, newer, pts, coarse.t_target_scan, t_pred, target, prior, graph.planar,
+                                 ambiguity)
+        if attempt.accepted and ambiguity > COARSE_MAX_AMBIGUITY:
+            across = ambiguity
+            if attempt.partial:  # only look-alikes off the corridor's line matter
+                free = free_directions(attempt.sqrt_info, graph.planar)[0, :3]  # newer node's frame
+                along = (attempt.t_older_newer[:3, :3] @ free)[:2]  # the target's (candidate's) frame
+                across = coarse.runner_up_across(along, AMBIGUITY_LINE) / max(coarse.score, 1e-12)
+            if across > COARSE_MAX_AMBIGUITY:
+                return dataclasses.replace(attempt, accepted=False, reason="ambiguous", t_older_newer=None,
+                                           sqrt_info=None)
+        return attempt
 
     def _register(self, older, newer, pts, t_start, t_pred, target, prior, planar: bool,
                   ambiguity: float) -> LoopAttempt:
