@@ -40,7 +40,7 @@ class _Window:
 def _outputs():
     out = SlamOutputs.__new__(SlamOutputs)
     out.cfg = SimpleNamespace(map_frame="map")
-    out._frozen = (None, np.zeros((0, 2), dtype=np.int64), np.zeros((0, 7)))
+    out._frozen = (None, *outputs_module._rows([]))
     out.published = []
     out.path = SimpleNamespace(publish=out.published.append)
     return out
