@@ -60,7 +60,9 @@ CONFIRM_TRAVEL = 10.0  # m: ... and within this much travel (two loops implying 
 COARSE_REACH = 10.0  # m: scan points within this range of the body take part in the correlative search
 COARSE_MAX_YAW = 0.6  # rad: the correlative search's yaw window grows with the heading drift up to this
 COARSE_MIN_SCORE = 0.25  # mean likelihood of the scan at the correlative search's best pose
-COARSE_SEARCH_AMBIGUITY = 0.97  # a search whose best score elsewhere (> 1 m away) is above this fraction of the best is not registered
+# a correlative search whose best score elsewhere (> 1 m away) is above this fraction of the
+# best is a near tie in every direction: not even registered
+COARSE_SEARCH_AMBIGUITY = 0.97
 # a loop seeded by the search is accepted only if the best score elsewhere, off the line of
 # the directions it leaves free (a partial loop: along the corridor), stays below this
 # fraction: a second scan a metre on sees the same two peaks, so agreeing with it does not

@@ -93,10 +93,11 @@ class SlamOutputs:
     def trajectory(self, pipeline: SlamPipeline, stamp) -> None:
         """``~/path``: every keyframe's current T_map_body (after a loop closure, corrected),
         serialised with numpy (``convert.path_cdr``: 8.5 ms per 10,000 keyframes on a loaded
-        machine, where PoseStamped objects took ~23 ms per 1,000 on a quiet one).  The frozen keyframes' poses change
-        only when the window's frozen trajectory is replaced (a loop closure's re-base, a
-        reset or load: a new list), so their rows (stamp, position, quaternion) are
-        computed once and reused; only the window's keyframes are converted each time."""
+        machine, where PoseStamped objects took ~23 ms per 1,000 on a quiet one).  The
+        frozen keyframes' poses change only when the window's frozen trajectory is replaced
+        (a loop closure's re-base, a reset or load: a new list), so their rows (stamp,
+        position, quaternion) are computed once and reused; only the window's keyframes are
+        converted each time."""
         window = pipeline.window
         frozen = window.trajectory
         source, times, rows = self._frozen
