@@ -252,3 +252,53 @@ def test_the_chain_test_sees_only_the_constrained_directions(partial):
     assert g._chain_agrees(g.loops[0]) == partial
     g, _, _ = _corridor_graph(_planar(20.0, 1.5, 0.0), w, cfg, yaw_bias=0.0)  # 1.5 m across: refused
     assert not g._chain_agrees(g.loops[0])
+
+
+def _coupled_corridor_information(rotation_share):
+    """A corridor scan's Hessian (6x6) whose free whitened direction is not a pure
+    translation: ``rotation_share`` of it is heading, as a short or uneven corridor's
+    weakest direction is (the scan's points are not symmetric about the body)."""
+    dofs = np.array([0, 1, 5])
+    free = np.array([1.0, 0.0, rotation_share])
+    free /= np.linalg.norm(free)
+    lateral = np.array([0.0, 1.0, 0.0])
+    heading = np.cross(free, lateral)
+    vec = np.column_stack([free, lateral, heading])
+    white = vec @ np.diag([0.0, 400.0, 2500.0]) @ vec.T
+    s = SIGMAS[dofs]
+    h = np.zeros((6, 6))
+    h[np.ix_(dofs, dofs)] = white / np.outer(s, s)
+    return h
+
+
+def test_a_partial_loop_is_free_along_a_pure_translation():
+    """The direction a partial loop leaves free is the translation part of the scan's
+    weakest direction: the heading the scan does pin stays pinned (a corridor's symmetry is
+    a translation, whatever the linearised Hessian mixes in)."""
+    w = loop_sqrt_info(_coupled_corridor_information(0.1), SIGMAS, True, allow_partial=True)
+    free = free_directions(w, True)
+    np.testing.assert_allclose(np.abs(free), [[1, 0, 0, 0, 0, 0]], atol=1e-12)
+    info = w.T @ w  # full loop information in every other direction
+    expected = np.diag(1.0 / SIGMAS ** 2)
+    expected[0, 0] = 0.0
+    np.testing.assert_allclose(info, expected, atol=1e-9 * expected.max())
+
+
+def test_a_look_alike_metres_along_the_corridor_does_not_turn_the_map():
+    """A partial loop matched 9 m further along the corridor (right laterally and in
+    heading) leaves the map as a correct loop does.  Counter-example: with the weakest
+    direction itself left free (10 % heading, whitened), add_loop's replacement of the free
+    part by the estimate turned the 9 m slide into 0.18 rad of heading in the edge."""
+    lookalike = _planar(29.0, 0.0, 0.0)  # truth: (20, 0, 0)
+    w = loop_sqrt_info(_coupled_corridor_information(0.1), SIGMAS, True, allow_partial=True)
+    g, truth, est = _corridor_graph(lookalike, w, yaw_bias=0.0008)
+    correct, _, _ = _corridor_graph(np.linalg.inv(truth[0]) @ truth[-1], None, yaw_bias=0.0008)
+    edge = g.loops[0].t_older_newer
+    assert abs(np.arctan2(edge[1, 0], edge[0, 0])) < 1e-9  # the measured heading, untouched
+    for graph in (g, correct):
+        graph.optimize()
+        assert len(graph.loops) == 1
+    after, ref = g.all_poses(), correct.all_poses()
+    np.testing.assert_allclose(after[:, :2, 3], ref[:, :2, 3], atol=0.002)
+    np.testing.assert_allclose(np.arctan2(after[:, 1, 0], after[:, 0, 0]), np.arctan2(ref[:, 1, 0], ref[:, 0, 0]),
+                               atol=1e-4)

@@ -22,7 +22,11 @@ also impose an along-corridor position the scan does not know.
   information at all.  Accepted when at most one direction is left free
   (planar: lateral and yaw pinned) and that direction is (nearly) a translation: at
   most ``MAX_FREE_ROTATION`` of its whitened length is rotation (a corridor leaves its
-  axis free, not the heading);
+  axis free, not the heading).  The edge is then free along the *translation part* of
+  that direction alone and pins everything orthogonal to it (whitened) at the loop
+  sigmas: a corridor's symmetry is a translation, and ``GlobalGraph.add_loop`` puts the
+  estimate's slide (metres, for a look-alike place along the corridor) in the free
+  direction, where any heading component of it would become a turn of the map;
 - otherwise the loop is degenerate (``None``).
 
 In planar mode z, roll and pitch are fixed in the solver; their rows stay the
@@ -84,8 +88,16 @@ def loop_sqrt_info(information: np.ndarray, sigmas: np.ndarray, planar: bool,
     free = vec[:, ~keep]
     if keep.sum() < len(dofs) - 1 or np.linalg.norm(free[len(dofs) - n_rot:]) > MAX_FREE_ROTATION:
         return None
+    # the free direction is the translation part of the weakest one, and the edge pins the
+    # rest: a slide of metres along it (add_loop puts the estimate's there) must not turn
+    # into heading (10 % heading, whitened, made a 9 m look-alike 0.18 rad of turn)
+    n_trans = len(dofs) - n_rot
+    axis = np.zeros(len(dofs))
+    axis[:n_trans] = free[:n_trans, 0]
+    axis /= np.linalg.norm(axis)
+    pinned, _ = np.linalg.qr(vec[:, keep] - np.outer(axis, axis @ vec[:, keep]))
     out = np.zeros((6, 6))
-    rows = vec[:, keep].T / w  # each kept whitened direction at unit information
+    rows = pinned.T / w  # each pinned whitened direction at unit information
     out[:len(rows), dofs] = rows
     if planar:
         out[np.arange(3, 6), PLANAR_FIXED] = 1.0 / sigmas[PLANAR_FIXED]
