@@ -127,7 +127,7 @@ def surface_sqrt_information(stats: VoxelStats, voxel_size: float, cfg: SurfaceC
     cov = stats.covariance()
     cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
     cov[stats.count < cfg.min_points] = voxel_size ** 2 / 12.0 * np.eye(3)  # a cube's spread
-    lam, vec = eigh3(cov)  # closed form, batched (LAPACK per matrix was ~6 ms per keyframe)
+    lam, vec = eigh3(cov)  # closed form, batched (LAPACK, one call per matrix, was ~5 ms per keyframe)
     lam = np.maximum(lam, 0.0)
     t2 = cfg.thickness ** 2
     extent = np.maximum(lam - t2, 0.0)
