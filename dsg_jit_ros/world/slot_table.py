@@ -106,11 +106,24 @@ class SlotTable:
             self.variables[name].release(np.array(rows, dtype=np.int64))
 
     def _check_no_factors(self, var_ids) -> None:
-        """ValueError naming a variable of ``var_ids`` that still has factors (and a few of them)."""
+        """ValueError naming a variable of ``var_ids`` (known) that still has factors (and a
+        few of them).  A used factor row names its variables by slot, and a slot holds one
+        variable at a time, so the test is a gather of each batch's slot columns into a mask
+        of the variables' slots (a set search over the variable ids only to name one)."""
         ids = np.asarray(var_ids, dtype=np.int64)
         if not len(ids):
             return
+        marks: dict[str, np.ndarray] = {}
+        for vid in ids.tolist():
+            rec = self._vars[vid]
+            mark = marks.get(rec.type_name)
+            if mark is None:
+                mark = marks[rec.type_name] = np.zeros(self.variables[rec.type_name].capacity, dtype=bool)
+            mark[rec.slot] = True
         for g in self.batches:
+            cols = [marks[t.name][g.slots[:, a]] for a, t in enumerate(g.arg_types) if t.name in marks]
+            if not cols or not (np.logical_or.reduce(cols) & g.used).any():
+                continue
             hit = g.factors_on(ids)
             if len(hit):
                 vid = next(v for v in self.factor_var_ids(int(hit[0])) if v in set(ids.tolist()))
