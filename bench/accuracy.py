@@ -81,7 +81,8 @@ def run_ours(log, cfg):
     poses = poses_at(pipe, log.cloud_stamps, log.odometry_at_clouds(), final=True)
     counts = pipe.loop_counts()
     info = {"keyframes": pipe.keyframes, "compilations_after_warmup": pipe.compilations_after_warmup(),
-            "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "global_solves")},
+            "loops": {k: counts[k] for k in ("loop_closures", "loop_attempts", "loops_rejected", "loops_in_place",
+                                             "global_solves")},
             "partial_loops": sum(is_partial(e.sqrt_info, pipe.graph.planar) for e in pipe.graph.loops),
             "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar),
             "registrations": dict(pipe.window.registrations)}

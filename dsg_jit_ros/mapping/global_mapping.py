@@ -72,7 +72,7 @@ class GlobalMapping:
         w = self.worker
         return {"graph_nodes": len(w.graph), "loop_closures": len(w.graph.loops), "loop_attempts": w.attempts,
                 "loops_rejected": w.attempts - w.reasons["accepted"] + w.graph.rejected_loops,
-                "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
+                "loops_in_place": w.in_place, "global_solves": w.solves, "global_solve_ms": w.last_solve_ms}
 
     def after_keyframe(self, stamp: float) -> None:
         """Keyframes that left the window go to the global graph (and, with a tracking

@@ -26,7 +26,10 @@
    With ``LoopConfig.partial`` a match that pins all but one direction, a
    translation (a corridor: lateral position and heading, not the position along it),
    is accepted too, as a *partial* loop whose edge constrains only what the scan
-   pins (``mapping.loop_information``).
+   pins (``mapping.loop_information``); one matched more than ``IN_PLACE_SLIDE``
+   along its free direction from the estimate (a look-alike stretch of corridor) is
+   registered again where the estimate puts it, so that the walls there, not a
+   direction known to a degree, give its lateral position and heading.
 3. A verified loop waits for a second one that implies the same correction of the
    map (compared in the directions both pin); both then become ``between_se3`` edges
    (their square-root information ``LoopAttempt.sqrt_info``, Cauchy kernel) in the
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.mapping.correlative import correlative_match_2d
 from dsg_jit_ros.mapping.global_graph import DRIFT_WINDOW_SIGMAS, GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.loop_information import (corrections_agree, free_directions, loop_sqrt_info,
@@ -71,6 +75,10 @@ COARSE_SEARCH_AMBIGUITY = 0.97
 COARSE_MAX_AMBIGUITY = 0.9
 AMBIGUITY_LINE = 0.5  # m: look-alikes this close to the free direction's line are harmless to a partial loop
 COARSE_RETRY = ("few_matches", "no_convergence", "too_far", "rmse")  # registration failures worth a coarse search
+# a partial loop matched more than this far (m) along its free direction from the estimate is
+# measured again there (``_measure_in_place``): carried metres along a direction known to a
+# degree or so, its pinned translation would be off by centimetres per metre
+IN_PLACE_SLIDE = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class LoopAttempt:
     newer: int
     accepted: bool
     reason: str  # "accepted", "no_convergence", "few_matches", "rmse", "degenerate", "too_far", "no_coarse_match",
-    #              "ambiguous"
+    #              "ambiguous", "not_in_place" (a partial loop that could not be measured again where it is)
     overlap: float = 0.0
     rmse: float = float("nan")
     correction_m: float = 0.0
@@ -90,6 +98,7 @@ class LoopAttempt:
     t_older_newer: np.ndarray | None = None
     sqrt_info: np.ndarray | None = None  # (6, 6) the loop edge's square-root information (accepted)
     partial: bool = False  # the edge leaves a direction free (``mapping.loop_information``)
+    in_place: bool = False  # measured again where the estimate puts it (``LoopCloser._measure_in_place``)
 
 
 def candidates(graph: GlobalGraph, newest: int, cfg: LoopConfig) -> list[int]:
@@ -220,7 +229,7 @@ class LoopCloser:
             return LoopAttempt(older, newer, False, "few_matches")
         attempt = self._register(older, newer, pts, t_pred, t_pred, target, prior, graph.planar, 0.0)
         if not graph.planar or attempt.reason not in COARSE_RETRY:
-            return attempt
+            return self._measure_in_place(attempt, pts, t_pred, target, prior, graph.planar)
         # metres of drift: a correlative search over the drift window seeds a second registration
         near = pts[np.linalg.norm(pts[:, :2], axis=1) <= COARSE_REACH, :2]
         if len(near) < self.registration.min_matches:
@@ -242,7 +251,38 @@ class LoopCloser:
             if across > COARSE_MAX_AMBIGUITY:
                 return dataclasses.replace(attempt, accepted=False, reason="ambiguous", t_older_newer=None,
                                            sqrt_info=None)
-        return attempt
+        return self._measure_in_place(attempt, pts, t_pred, target, prior, graph.planar)
+
+    def _measure_in_place(self, attempt: LoopAttempt, pts, t_pred, target, prior, planar: bool) -> LoopAttempt:
+        """A partial loop matched metres along its free direction (a look-alike stretch of
+        corridor, ``IN_PLACE_SLIDE``) is measured again where the estimate ``t_pred`` puts
+        it along that direction: registered from the match slid there.  The graph would
+        carry the match there anyway (``GlobalGraph.add_loop``), but along the scan's
+        weakest direction, which is known to a degree or so: 10 m along it at 1 degree is
+        0.17 m across, three loop sigmas (the office's end loop).  The walls at the place
+        itself pin the lateral position and heading; directions they leave degenerate keep
+        the slid match (``registration.register``), so a weak place changes little.  The
+        edge's information stays the match's: the graph now slides it only centimetres.
+
+        Every such loop is measured in place, not only those the place pins well: a pair
+        confirmed together must be compared as the same kind of measurement (a loop
+        carried 10 m beside one measured in place disagrees by the error this removes).
+        The place lies metres from the stretch the submap was built around, so the scan
+        overlaps it only in part (a fifth to a half on the office's end loop) and the
+        overlap and RMS tests of a loop do not apply; refused (``not_in_place``) when the
+        registration finds too few matches or moves beyond the drift window (the prior)."""
+        if not (attempt.accepted and attempt.partial):
+            return attempt
+        free = free_directions(attempt.sqrt_info, planar)
+        along = free @ pose_values((np.linalg.inv(attempt.t_older_newer) @ t_pred)[None])[0]
+        if np.all(np.abs(along) <= IN_PLACE_SLIDE):
+            return attempt
+        start = attempt.t_older_newer @ pose_matrices((free.T @ along)[None])[0]
+        reg = register(pts, start, target, prior, self.registration, planar=planar)
+        if not reg.used:
+            return dataclasses.replace(attempt, accepted=False, reason="not_in_place", t_older_newer=None,
+                                       sqrt_info=None)
+        return dataclasses.replace(attempt, t_older_newer=reg.t_map_body, in_place=True)
 
     def _register(self, older, newer, pts, t_start, t_pred, target, prior, planar: bool,
                   ambiguity: float) -> LoopAttempt:
@@ -269,3 +309,4 @@ class LoopCloser:
             return LoopAttempt(older, newer, False, "degenerate", **base)
         return LoopAttempt(older, newer, True, "accepted", t_older_newer=reg.t_map_body, sqrt_info=sqrt_info,
                            partial=bool(len(free_directions(sqrt_info, planar))), **base)
+

@@ -86,7 +86,7 @@ class LoopWorker:
     """Owns the global graph and the loop closer; see the module doc.
 
     ``lock`` guards the graph: hold it to read the graph from another thread
-    (``map_state.capture``).  Counters (``attempts``, ``reasons``, ``solves``,
+    (``map_state.capture``).  Counters (``attempts``, ``reasons``, ``in_place``, ``solves``,
     ``last_solve_ms``) are plain ints/Counters updated by the worker.
     """
 
@@ -111,6 +111,7 @@ class LoopWorker:
         self._cond = threading.Condition()
         self.attempts = 0  # loop candidates verified
         self.reasons: Counter[str] = Counter()  # their outcomes
+        self.in_place = 0  # accepted partial loops measured again where they are (``LoopAttempt.in_place``)
         self.solves = 0
         self.last_solve_ms = 0.0
         self.error: BaseException | None = None  # the worker thread's failure, re-raised by poll
@@ -214,6 +215,7 @@ class LoopWorker:
                     self.attempts += 1
                     self.reasons[attempt.reason] += 1
                     if attempt.accepted:
+                        self.in_place += attempt.in_place
                         closed.append(attempt)
             if closed:
                 self._yield_to_window()
