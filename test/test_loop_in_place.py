@@ -13,10 +13,9 @@ import numpy as np
 import dsg_jit_ros  # noqa: F401  (float64)
 from planar_helpers import planar_pose as _planar
 from test_loop_information import CORRIDOR, PRIOR, SIGMAS, _scan_and_target, _walls
-from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.loop_closure import IN_PLACE_SLIDE, LoopAttempt, LoopCloser
-from dsg_jit_ros.mapping.loop_information import free_directions, loop_sqrt_info
+from dsg_jit_ros.mapping.loop_information import free_directions, loop_sqrt_info, slide_along_free
 from dsg_jit_ros.mapping.registration import RegistrationConfig
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 
@@ -57,9 +56,8 @@ def _lateral_and_heading(t):
 
 def _carried(attempt, estimate):
     """The match moved along its free direction to the estimate (``GlobalGraph.add_loop``)."""
-    free = free_directions(attempt.sqrt_info, True)
-    slide = pose_values((np.linalg.inv(attempt.t_older_newer) @ estimate)[None])[0]
-    return attempt.t_older_newer @ pose_matrices((free.T @ (free @ slide))[None])[0]
+    return slide_along_free(attempt.t_older_newer, np.linalg.inv(attempt.t_older_newer) @ estimate,
+                            free_directions(attempt.sqrt_info, True))[1]
 
 
 def test_a_look_alike_ten_metres_along_is_measured_again_in_place():

@@ -36,7 +36,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
 from dsg_jit_ros.mapping.local_map import placed_map
-from dsg_jit_ros.mapping.loop_information import estimated_dofs, free_directions, isotropic_sqrt_info
+from dsg_jit_ros.mapping.loop_information import estimated_dofs, free_directions, isotropic_sqrt_info, slide_along_free
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.voxel_map import VoxelMap
 from dsg_jit_ros.optimization.compile_count import compile_count
@@ -259,8 +259,8 @@ class GlobalGraph:
         free = free_directions(w, self.planar)
         if len(free):
             ti, tj = self.poses([older, newer])
-            slide = pose_values((np.linalg.inv(t_older_newer) @ np.linalg.inv(ti) @ tj)[None])[0]
-            t_older_newer = t_older_newer @ pose_matrices((free.T @ (free @ slide))[None])[0]
+            _, t_older_newer = slide_along_free(t_older_newer, np.linalg.inv(t_older_newer) @ np.linalg.inv(ti) @ tj,
+                                                free)
         fid = self.wm.add_factor("between_se3", (self.nodes[older].var, self.nodes[newer].var), {
             "T_ij": np.asarray(t_older_newer, dtype=np.float64), "sqrt_info": w,
             "robust": ("cauchy", self.cfg.kernel_scale)})

@@ -45,11 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsg_jit_ros.geometry.poses import pose_matrices, pose_values
 from dsg_jit_ros.mapping.correlative import correlative_match_2d
 from dsg_jit_ros.mapping.global_graph import DRIFT_WINDOW_SIGMAS, GlobalGraph, LoopConfig
 from dsg_jit_ros.mapping.loop_information import (corrections_agree, free_directions, loop_sqrt_info,
-                                                  translation_conditioning)
+                                                  slide_along_free, translation_conditioning)
 from dsg_jit_ros.mapping.registration import RegistrationConfig, SurfaceTarget, register
 from dsg_jit_ros.mapping.local_map import placed_map
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
@@ -273,11 +272,10 @@ class LoopCloser:
         registration finds too few matches or moves beyond the drift window (the prior)."""
         if not (attempt.accepted and attempt.partial):
             return attempt
-        free = free_directions(attempt.sqrt_info, planar)
-        along = free @ pose_values((np.linalg.inv(attempt.t_older_newer) @ t_pred)[None])[0]
+        along, start = slide_along_free(attempt.t_older_newer, np.linalg.inv(attempt.t_older_newer) @ t_pred,
+                                        free_directions(attempt.sqrt_info, planar))
         if np.all(np.abs(along) <= IN_PLACE_SLIDE):
             return attempt
-        start = attempt.t_older_newer @ pose_matrices((free.T @ along)[None])[0]
         reg = register(pts, start, target, prior, self.registration, planar=planar)
         if not reg.used:
             return dataclasses.replace(attempt, accepted=False, reason="not_in_place", t_older_newer=None,
@@ -309,4 +307,3 @@ class LoopCloser:
             return LoopAttempt(older, newer, False, "degenerate", **base)
         return LoopAttempt(older, newer, True, "accepted", t_older_newer=reg.t_map_body, sqrt_info=sqrt_info,
                            partial=bool(len(free_directions(sqrt_info, planar))), **base)
-

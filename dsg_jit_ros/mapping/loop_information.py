@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsg_jit_ros.geometry.poses import adjoint_matrix, pose_values
+from dsg_jit_ros.geometry.poses import adjoint_matrix, pose_matrices, pose_values
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 
 PLANAR_DOFS = np.array([0, 1, 5])  # [rho_x, rho_y, phi_z] of the tangent [rho, phi]
@@ -114,6 +114,16 @@ def free_directions(sqrt_info: np.ndarray, planar: bool) -> np.ndarray:
     out = np.zeros((len(null), 6))
     out[:, dofs] = null
     return out
+
+
+def slide_along_free(t_measured: np.ndarray, rel_estimate: np.ndarray,
+                     free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A loop measurement ``t_measured`` (4x4 T_older_newer) moved along its free
+    directions ``free`` ((k, 6), newer node's frame) to where the estimate is along them;
+    ``rel_estimate`` = T_measured^-1 T_estimate.  Returns (the estimate's offset along
+    each free direction (k,), the moved measurement (4x4))."""
+    along = free @ pose_values(rel_estimate[None])[0]
+    return along, t_measured @ pose_matrices((free.T @ along)[None])[0]
 
 
 def is_partial(sqrt_info: np.ndarray, planar: bool) -> bool:
