@@ -114,12 +114,10 @@ class SlotTable:
         if not len(ids):
             return
         marks: dict[str, np.ndarray] = {}
-        for vid in ids.tolist():
-            rec = self._vars[vid]
-            mark = marks.get(rec.type_name)
-            if mark is None:
-                mark = marks[rec.type_name] = np.zeros(self.variables[rec.type_name].capacity, dtype=bool)
-            mark[rec.slot] = True
+        for name, slot in self.variable_rows(ids.tolist()):
+            if name not in marks:
+                marks[name] = np.zeros(self.variables[name].capacity, dtype=bool)
+            marks[name][slot] = True
         for g in self.batches:
             cols = [marks[t.name][g.slots[:, a]] for a, t in enumerate(g.arg_types) if t.name in marks]
             if not cols or not (np.logical_or.reduce(cols) & g.used).any():
