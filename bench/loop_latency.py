@@ -61,6 +61,7 @@ def keyframe_latency(data, loops: bool, rate: float = 0.0) -> tuple[np.ndarray, 
             ms.append(1000.0 * (time.perf_counter() - start))
             pipe.refresh_covariance()
             pipe.maintain_map()
+            pipe.prepare_registration()
     pipe.finish()
     closed = int(pipe.loop_counts()["loop_closures"])
     pipe.close()

@@ -307,6 +307,8 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
         end = time.perf_counter()
         if updates:
             pipe.refresh_covariance()
+            if hasattr(pipe, "prepare_registration"):  # versions that place the local map after publishing
+                pipe.prepare_registration()
         pipe_wall += time.perf_counter() - start
         sim_t = float(t[k])
         for u in updates:

@@ -33,7 +33,7 @@ from dsg_jit_ros.mapping.pipeline_config import MODES, PLANAR_MODES, InputConfig
 from dsg_jit_ros.mapping.registration import RegistrationConfig
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
-from dsg_jit_ros.mapping.window import WindowConfig
+from dsg_jit_ros.mapping.window_config import WindowConfig
 from dsg_jit_ros.optimization.solvers import LMConfig
 from dsg_jit_ros.param_spec import (  # noqa: F401 (ParameterError, ParamSpec: re-exported)
     ParameterError, ParamSpec, assemble, field_values, filling, unknown_name_error)

@@ -192,7 +192,7 @@ def test_the_config_dataclasses_default_to_the_table():
     the table's (LMConfig is the solvers' general config: the window's own LMConfig is)."""
     import dataclasses
 
-    from dsg_jit_ros.mapping.window import WindowConfig
+    from dsg_jit_ros.mapping.window_config import WindowConfig
 
     window_lm = WindowConfig().lm
     for spec in PARAMS:

@@ -2,6 +2,8 @@
 odometry interpolation, warm-up (no compile afterwards), covariance against the
 dense Hessian, reset and export."""
 
+from collections import Counter
+
 import jax
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
 from dsg_jit_ros.mapping.pipeline import InputConfig, PipelineConfig, SlamPipeline
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
-from dsg_jit_ros.mapping.window import WindowConfig
+from dsg_jit_ros.mapping.window_config import WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.linearize import dense_hessian, linearize
 from test_window import ate, se2, simulate
@@ -148,3 +150,48 @@ def test_online_run_beats_odometry_without_compiling(warm, run, tmp_path):
     p.add_odometry(0.0, odom[0])
     updates, _ = p.add_cloud(0.0, clouds[0])
     assert len(updates) == 1 and updates[0].keyframes == 1 and compile_count() == before
+
+
+def test_preparing_the_registration_after_publishing_changes_nothing_and_leaves_it_no_work(warm, run, monkeypatch):
+    """``prepare_registration`` (a node calls it after publishing) places the window's
+    observations at the solved poses and builds the target's rows of the window's voxels:
+    the trajectory is the same bit for bit, and the next keyframe's registration does
+    neither (the work is off its latency)."""
+    from dsg_jit_ros.mapping import local_map
+
+    truth, odom, clouds = run
+    p = warm
+    state = {"registering": False}
+    calls = []  # (what, inside a registration?)
+    orig_place, orig_sqrt = local_map.LocalMap.place, local_map.surface_sqrt_information
+    monkeypatch.setattr(local_map.LocalMap, "place",
+                        lambda self, obs: (calls.append(("place", state["registering"])), orig_place(self, obs))[1])
+    monkeypatch.setattr(local_map, "surface_sqrt_information",
+                        lambda *a: (calls.append(("window_rows", state["registering"])), orig_sqrt(*a))[1])
+    orig_register = type(p.window)._register
+
+    def register(self, *a):
+        state["registering"] = True
+        try:
+            return orig_register(self, *a)
+        finally:
+            state["registering"] = False
+
+    monkeypatch.setattr(type(p.window), "_register", register)
+    runs = []
+    for prepare in (False, True):
+        p.reset()
+        calls.clear()
+        for k, (t_odom, cloud) in enumerate(zip(odom, clouds)):
+            p.add_odometry(float(k), t_odom)
+            updates, _ = p.add_cloud(float(k), cloud)
+            assert len(updates) == 1
+            if prepare:
+                p.prepare_registration()
+        inside = Counter(what for what, registering in calls if registering)
+        runs.append((np.array([m for _, m in p.window.keyframe_poses]), inside))
+    (plain, plain_inside), (prepared, prepared_inside) = runs
+    np.testing.assert_array_equal(prepared, plain)
+    # without it each registration did both first; with it, neither
+    assert plain_inside["place"] >= len(odom) - 2 and plain_inside["window_rows"] >= len(odom) - 2, plain_inside
+    assert sum(prepared_inside.values()) == 0, prepared_inside

@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
 from dsg_jit_ros.mapping.pipeline import InputConfig, PipelineConfig, SlamPipeline
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
-from dsg_jit_ros.mapping.window import WindowConfig
+from dsg_jit_ros.mapping.window_config import WindowConfig
 
 Z, ROLL, PITCH = 0.35, 0.02, -0.015
 

@@ -7,7 +7,9 @@ change at every solve; ``place`` re-places those whose pose changed (one small
 matrix product per keyframe) and sums them per voxel (one ``bincount`` per statistic, the
 grouping kept while the keyframes' cells are the same).  ``stats`` adds both for any voxels, ``target`` builds the registration
 model of the voxels within sensor range of a pose (frozen surfaces cached until
-their statistics change).
+their statistics change; the window's part, which does not depend on the pose, until
+the window's or the frozen statistics change, so ``prepare_target`` can build it
+ahead, off a keyframe's latency).
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ class LocalMap:
         self._window_keys = np.zeros(0, dtype=np.int64)
         self._window_sums = np.zeros((13, 0))
         self._groups: tuple[list, np.ndarray] | None = None  # (cells placed, each row's voxel among the keys)
+        self._window_part: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # target rows of the window's voxels
 
     def place(self, observations: list[tuple[CellObservations, np.ndarray]]) -> None:
         """Set the window's observations: (cells, T_map_body) per keyframe.  A keyframe
         placed before at the same pose (the same ``cells`` object) is not recomputed, and
         the voxels' grouping is kept while the keyframes' cells are the same."""
+        self._window_part = None
         cache, parts = {}, []
         for cells, pose in observations:
             if cells is None or not len(cells):
@@ -85,12 +89,14 @@ class LocalMap:
 
     def freeze(self, cells: CellObservations, t_map_body: np.ndarray) -> None:
         """Add a keyframe leaving the window to the frozen map at its final pose."""
+        self._window_part = None
         if cells is not None and len(cells):
             self.frozen.add(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
                                                           t_map_body, voxel_centres(cells.keys, self.voxel_size)))
 
     def unfreeze(self, cells: CellObservations, t_map_body: np.ndarray) -> None:
         """Take a keyframe frozen by ``freeze(cells, t_map_body)`` out of the frozen map again."""
+        self._window_part = None
         if cells is not None and len(cells):
             self.frozen.subtract(cells.keys, observation_stats(cells.count, cells.mean_body, cells.scatter_body,
                                                                t_map_body, voxel_centres(cells.keys, self.voxel_size)))
@@ -99,6 +105,7 @@ class LocalMap:
                 base: VoxelMap | None = None) -> None:
         """A new frozen map from keyframes' observations (cells, T_map_body, keying pose),
         on top of the statistics of ``base`` (e.g. the global graph's retired submaps)."""
+        self._window_part = None
         self.frozen = placed_map(frozen, self.voxel_size)
         if base is not None and len(base):
             self.frozen.add(base.keys, base.all_stats())
@@ -119,23 +126,32 @@ class LocalMap:
         """(K, 3) map-frame means of ``keys`` with ``stats``."""
         return voxel_centres(keys, self.voxel_size) + stats.mean_offset()
 
+    def prepare_target(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The registration target's rows of the window's voxels (keys, map-frame means,
+        square-root informations, from all their points): built now unless the
+        statistics are unchanged since the last build."""
+        if self._window_part is None:
+            keys = self._window_keys
+            stats = self.stats(keys)
+            self._window_part = (keys, self.means(keys, stats),
+                                 surface_sqrt_information(stats, self.voxel_size, self.registration_surface))
+        return self._window_part
+
     def target(self, position: np.ndarray, radius: float) -> SurfaceTarget:
         """Registration target: voxels within ``radius`` (m) of ``position`` (frozen ones
         from the frozen map, those the window observes from all their points)."""
+        window_keys, window_means, window_sqrt = self.prepare_target()
         rows = self.frozen.rows_near(position, radius + self.voxel_size)
         frozen_keys = self.frozen.keys[rows]
-        window_keys = self._window_keys
         outside = ~np.isin(frozen_keys, window_keys, assume_unique=True)
         rows, frozen_keys = rows[outside], frozen_keys[outside]
         frozen_stats = self.frozen.all_stats()
-        win_stats = self.stats(window_keys)
         keys = np.concatenate([frozen_keys, window_keys])
         means = np.concatenate([
             voxel_centres(frozen_keys, self.voxel_size) + VoxelStats(
                 frozen_stats.count[rows], frozen_stats.first[rows], frozen_stats.second[rows]).mean_offset(),
-            self.means(window_keys, win_stats)])
-        sqrt = np.concatenate([self.frozen.surfaces(rows, self.registration_surface),
-                               surface_sqrt_information(win_stats, self.voxel_size, self.registration_surface)])
+            window_means])
+        sqrt = np.concatenate([self.frozen.surfaces(rows, self.registration_surface), window_sqrt])
         return SurfaceTarget.build(keys, means, sqrt, self.voxel_size)
 
 

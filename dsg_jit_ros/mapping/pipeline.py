@@ -289,8 +289,8 @@ class SlamPipeline:
         ``covariance``: also compute each keyframe's covariance (when configured)
         before returning its update; ``maintenance``: also apply a finished loop-closure
         solve and trim the tracked map (``GlobalMapping.maintain``).  A node passes False
-        for both, publishes, and then calls ``refresh_covariance`` and ``maintain_map``,
-        so that neither is on the keyframe's latency.
+        for both, publishes, and then calls ``refresh_covariance``, ``maintain_map`` and
+        ``prepare_registration``, so that none of them is on the keyframe's latency.
         """
         updates = []
         ready = self.input_queue.ready
@@ -321,6 +321,14 @@ class SlamPipeline:
             return False
         self.covariance = self._newest_covariance()
         return True
+
+    def prepare_registration(self) -> None:
+        """Place the window's observations at its solved poses and build the window's
+        part of the registration target now, for the next registration (which would do
+        both first thing): a node calls this after publishing and after ``maintain_map``,
+        so they are off the next keyframe's latency.  Nothing else changes: the same
+        statistics at the same poses."""
+        self.window.prepare_registration()
 
     def set_planar(self, planar: bool) -> None:
         """Choose planar mode before the first keyframe (window and graph)."""

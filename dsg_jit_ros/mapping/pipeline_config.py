@@ -15,7 +15,7 @@ import numpy as np
 from dsg_jit_ros.geometry.poses import from_xyz_rpy
 from dsg_jit_ros.mapping.global_graph import LoopConfig
 from dsg_jit_ros.mapping.keyframes import KeyframeConfig
-from dsg_jit_ros.mapping.window import WindowConfig
+from dsg_jit_ros.mapping.window_config import WindowConfig
 
 
 @dataclass(frozen=True)

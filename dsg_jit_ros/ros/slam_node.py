@@ -347,11 +347,13 @@ class SlamNode(LifecycleNode):
                     updates = self.pipeline.process_ready(max_keyframes=1, covariance=False, maintenance=False)
                     for update in updates:
                         self._publish_keyframe(update)
-                    # after publishing, off the keyframe's latency: the covariance (for ~/odometry)
-                    # and the map's upkeep (a loop closure's re-base, the tracking horizon)
+                    # after publishing, off the keyframe's latency: the covariance (for ~/odometry),
+                    # the map's upkeep (a loop closure's re-base, the tracking horizon) and the
+                    # local map at the solved poses (the next registration's target)
                     if updates:
                         self.pipeline.refresh_covariance()
                     self._map_maintained(*self.pipeline.maintain_map())
+                    self.pipeline.prepare_registration()
             except Exception as err:  # never die silently: count, log, go on with the next keyframe
                 self.pipeline.count("solver_error")
                 self.get_logger().error(f"keyframe update failed: {err!r}\n{traceback.format_exc()}")
