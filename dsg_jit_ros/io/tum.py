@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from dsg_jit_ros.io import atomic_write_text
+from dsg_jit_ros.io.text_numbers import finite_floats
 from dsg_jit_ros.geometry.poses import QUAT_NORM_TOLERANCE, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 __all__ = ["write_tum", "read_tum"]
@@ -56,12 +57,7 @@ def read_tum(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
                 continue
             if len(tokens) != 8:
                 raise ValueError(f"{path} line {lineno}: expected 8 values, got {len(tokens)}")
-            try:
-                values = [float(tok) for tok in tokens]
-            except ValueError as exc:
-                raise ValueError(f"{path} line {lineno}: non-numeric value ({exc})") from None
-            if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"{path} line {lineno}: non-finite value")
+            values = finite_floats(tokens, path, lineno)
             norm = math.sqrt(sum(v * v for v in values[4:]))
             if abs(norm - 1.0) > QUAT_NORM_TOLERANCE:
                 raise ValueError(f"{path} line {lineno}: quaternion norm {norm:.6g} is not 1")

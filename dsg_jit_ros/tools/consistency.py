@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dsg_jit_ros.tools.json_ready import json_ready
+
 __all__ = ["Consistency", "ConsistencyStats", "map_consistency", "plot_map", "revisit_distances", "world_points"]
 
 _OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.int64)
@@ -111,12 +113,7 @@ class Consistency:
 
     def to_dict(self) -> dict:
         """Plain nested dict for JSON (NaN and inf -> None)."""
-        def clean(v):
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        return clean(asdict(self))
+        return json_ready(asdict(self))
 
 
 def world_points(clouds: Sequence[np.ndarray], poses: np.ndarray) -> list[np.ndarray]:

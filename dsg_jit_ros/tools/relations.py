@@ -47,7 +47,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dsg_jit_ros.geometry.poses import from_xyz_rpy, interpolate, rotation_angle, rpy_of, yaw_of
+from dsg_jit_ros.io.text_numbers import finite_floats
 from dsg_jit_ros.tools.evaluate import TrajectoryError, TrajectoryLike, _load
+from dsg_jit_ros.tools.json_ready import json_ready
 
 __all__ = [
     "GAP",
@@ -118,12 +120,7 @@ def read_relations(path: str | os.PathLike[str]) -> Relations:
             if len(tokens) != 8:
                 raise ValueError(f"{path} line {lineno}: expected 't1 t2 x y z roll pitch yaw' (8 numbers), "
                                  f"got {len(tokens)} values")
-            try:
-                values = [float(tok) for tok in tokens]
-            except ValueError as exc:
-                raise ValueError(f"{path} line {lineno}: non-numeric value ({exc})") from None
-            if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"{path} line {lineno}: non-finite value")
+            values = finite_floats(tokens, path, lineno)
             if values[0] == values[1]:
                 raise ValueError(f"{path} line {lineno}: t2 == t1 ({values[0]!r}): not a relation between two poses")
             rows.append(values)
@@ -355,13 +352,8 @@ class RelationsResult:
     long: ErrorStats
 
     def to_dict(self) -> dict:
-        """Plain nested dict for JSON (NaN -> None)."""
-        def clean(v):
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        return clean(asdict(self))
+        """Plain nested dict for JSON (NaN and inf -> None)."""
+        return json_ready(asdict(self))
 
 
 def evaluate_relations(relations: Relations | str | os.PathLike[str], est: TrajectoryLike, planar: bool = False,
