@@ -195,3 +195,42 @@ def test_point_schur_in_chunks_up_to_the_last_used_point(monkeypatch, chunk):
         monkeypatch.setattr(point_schur, "_cross_sums", lambda wm_, wu, gm, n: real(wm_, wu, gm, n - chunk))
         (s3, _, _), _, _ = fresh()(g, x, 1e-4)
         assert float(jnp.abs(s3 - s2).max()) > 1e-3 * float(jnp.abs(s2).max())
+
+
+def test_point_schur_of_planar_poses_takes_the_planar_sums_and_matches_general_schur(monkeypatch):
+    """Poses with z, roll and pitch fixed (the window's planar mode; the spare pose slot is
+    fixed entirely) take ``_planar_cross_sums``, about a fifth of the products: the system
+    must equal the general path's.  That the planar sums ran is shown by full sums that
+    would put NaN everywhere; a pose with a free z takes the full sums again (the
+    counter-example: the NaN shows)."""
+    from dsg_jit_ros.mapping.planar import PLANAR_FIXED
+    from dsg_jit_ros.optimization import point_schur
+
+    rng = np.random.default_rng(9)
+    wm = _model(False, "pose_voxel_surface", 5, 30)
+    poses = [wm.add_variable("pose_se3", np.r_[rng.normal(0, 2, 2), 0.0, 0.0, 0.0, rng.normal(0, 1.0)])
+             for _ in range(5)]
+    voxels = [wm.add_variable("voxel_cell3d", rng.uniform(-6, 6, 3)) for _ in range(30)]
+    wm.set_fixed_dofs(poses, PLANAR_FIXED)
+    wm.add_factor("anchor", (poses[0],), {"target": np.zeros(6), "sigma": 1e-2})
+    for a, b in zip(poses[:-1], poses[1:]):
+        wm.add_factor("odom_se3", (a, b), {"measurement": rng.normal(0, 0.3, 6), "sigma": np.r_[[0.05] * 3, [0.02] * 3]})
+    pairs = [(p, v) for p in poses for v in voxels if rng.uniform() < 0.6]
+    shapes = {v: _surface_sqrt(rng) for v in voxels}
+    wm.add_factors("pose_voxel_surface", pairs, {
+        "point_body": rng.normal(0, 3, (len(pairs), 3)),
+        "sqrt_info": np.stack([rng.uniform(5.0, 50.0) * shapes[v] for _, v in pairs]), "robust": ("huber", 1.0)})
+    full = point_schur._cross_sums
+    monkeypatch.setattr(point_schur, "_cross_sums", lambda *a: tuple(t * jnp.nan for t in full(*a)))
+    fresh = lambda: jax.jit(lambda *a: _both_systems.__wrapped__(*a))  # noqa: E731  (a new trace)
+    x, _ = wm.pack_state()
+    for lam in (1e-4, 3.0):  # (lam 0: a voxel no pose sees has a singular block, on either path)
+        (s1, r1, d1), (s2, r2, d2), _ = fresh()(wm.fg, x, lam)
+        assert np.all(np.isfinite(np.asarray(s1)))
+        np.testing.assert_allclose(s1, s2, rtol=1e-10, atol=1e-9 * float(jnp.abs(s2).max()))
+        np.testing.assert_allclose(r1, r2, rtol=1e-10, atol=1e-10 * float(jnp.abs(r2).max()))
+        np.testing.assert_allclose(d1, d2, rtol=1e-9, atol=1e-10 * float(jnp.abs(d2).max()))
+    wm.set_fixed_dofs(poses[2:3], np.array([False, False, False, True, True, False]))  # z free on one pose: the full sums
+    x, _ = wm.pack_state()
+    (s1, _, _), _, _ = fresh()(wm.fg, x, 1e-4)
+    assert np.isnan(np.asarray(s1)).any()
