@@ -326,8 +326,8 @@ class SlamPipeline:
         """Place the window's observations at its solved poses and build the window's
         part of the registration target now, for the next registration (which would do
         both first thing): a node calls this after publishing and after ``maintain_map``,
-        so they are off the next keyframe's latency.  Nothing else changes: the same
-        statistics at the same poses."""
+        so they are off the next keyframe's latency (nothing with registration off).
+        Nothing else changes: the same statistics at the same poses."""
         self.window.prepare_registration()
 
     def set_planar(self, planar: bool) -> None:

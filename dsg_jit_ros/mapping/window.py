@@ -43,8 +43,8 @@ from dsg_jit_ros.mapping.association import CellObservations, associate, recell
 from dsg_jit_ros.mapping.local_map import LocalMap
 from dsg_jit_ros.mapping.odometry_scale import OdometryScale
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
-from dsg_jit_ros.mapping.window_config import WindowConfig
 from dsg_jit_ros.mapping.registration import RegistrationResult, register
+from dsg_jit_ros.mapping.window_config import WindowConfig
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import pose_covariance
 from dsg_jit_ros.optimization.solvers import solve
@@ -357,7 +357,10 @@ class SlidingWindow:
     def prepare_registration(self) -> None:
         """What the next registration needs first, done now (a no-op when done): the
         window's observations placed in the local map at the current poses, and the
-        target's rows of the window's voxels (``LocalMap.prepare_target``)."""
+        target's rows of the window's voxels (``LocalMap.prepare_target``).  Nothing with
+        registration off: no registration would use them."""
+        if not self.cfg.registration.enabled:
+            return
         self._place()
         self.local.prepare_target()
 
