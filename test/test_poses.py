@@ -37,6 +37,50 @@ def test_pose_values_are_translation_and_rotation_vector() -> None:
     assert poses.pose_values(np.zeros((0, 4, 4))).shape == (0, 6)
 
 
+def _rotation_vectors(n: int, seed: int) -> np.ndarray:
+    """Rotation vectors of every regime: any angle, under the series' 1e-3 rad, within
+    1e-3 rad of pi, and exactly 0 and pi."""
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = np.concatenate([rng.uniform(0.0, np.pi, n // 3), rng.uniform(0.0, 1e-3, n // 3),
+                            np.pi - rng.uniform(0.0, 1e-3, n - 2 * (n // 3))])
+    angle[:2] = [0.0, np.pi]
+    return axis * angle[:, None]
+
+
+def test_one_pose_is_converted_as_scipy_converts_a_stack() -> None:
+    """A single pose takes a Python-float path (20x faster than scipy's ``Rotation`` for
+    one); it must give scipy's bits, on rotations and on products of them (the
+    registration converts ``T_pred^-1 T``), or a replay would take another course."""
+    rvec = _rotation_vectors(3000, seed=5)
+    rng = np.random.default_rng(6)
+    values = np.column_stack([rng.normal(size=(len(rvec), 3)), rvec])
+    mats = Rotation.from_rotvec(rvec).as_matrix()
+    products = mats @ Rotation.from_rotvec(rng.normal(size=(len(rvec), 3))).as_matrix()
+    for k in range(len(rvec)):
+        one = poses.pose_matrices(values[k][None])
+        assert np.array_equal(one[0, :3, :3], mats[k])
+        assert np.array_equal(one[0, :3, 3], values[k, :3]) and np.array_equal(one[0, 3], [0.0, 0.0, 0.0, 1.0])
+        for rot in (mats[k], products[k]):
+            t = np.eye(4)
+            t[:3, :3], t[:3, 3] = rot, values[k, :3]
+            got = poses.pose_values(t[None])
+            assert got.shape == (1, 6) and np.array_equal(got[0, 3:], Rotation.from_matrix(rot).as_rotvec())
+            assert np.array_equal(got[0, :3], values[k, :3])
+
+
+def test_one_pose_that_is_not_a_rotation_goes_to_scipy() -> None:
+    """Off a rotation by more than 1e-9 the single-pose path hands over: scipy
+    orthogonalises a scaled rotation and rejects a reflection."""
+    t = np.eye(4)
+    t[:3, :3] = 1.01 * Rotation.from_rotvec([0.3, 0.2, 0.1]).as_matrix()
+    np.testing.assert_allclose(poses.pose_values(t[None])[0, 3:], [0.3, 0.2, 0.1], atol=1e-12)
+    t[:3, :3] = np.diag([1.0, 1.0, -1.0])
+    with pytest.raises(ValueError, match="determinant"):
+        poses.pose_values(t[None])
+
+
 def test_xyz_rpy_is_ros_fixed_axis_rpy() -> None:
     rng = np.random.default_rng(1)
     vals = np.column_stack([rng.normal(size=(10, 3)), rng.uniform(-1.5, 1.5, size=(10, 3))])

@@ -205,3 +205,36 @@ def test_removed_factors_free_their_slots_for_reuse():
         wm.remove_factor(f1)
         wm.remove_factor(f2)
     assert wm.fg.batches[0].capacity == 2 and wm.variable_factor_ids(v) == []
+
+
+def test_host_graph_is_the_device_graph_in_numpy_and_never_stale():
+    """``host_graph`` (what the window passes to its jitted solve) holds the same arrays
+    as ``fg``, read-only, rebuilt after every edit (an edit after a solve must not reach
+    the arrays that solve read); both kinds of graph share one compiled solver."""
+    wm = new_model(var_capacity={"pose_se3": 4}, factor_capacity={"odom_se3": 4, "prior": 1})
+    a = wm.add_variable("pose_se3", np.zeros(6))
+    b = wm.add_variable("pose_se3", np.zeros(6))
+    wm.add_factor("prior", (a,), {"target": np.zeros(6), "sigma": 1e-3})
+    fid = wm.add_factor("odom_se3", (a, b), {"measurement": np.array([1.0, 0, 0, 0, 0, 0]), "sigma": 0.1})
+    host, dev = wm.host_graph, wm.fg
+    assert wm.host_graph is host and wm.fg is dev  # cached while nothing changes
+    host_leaves, dev_leaves = jax.tree_util.tree_leaves(host), jax.tree_util.tree_leaves(dev)
+    assert len(host_leaves) == len(dev_leaves) > 10
+    for h, d in zip(host_leaves, dev_leaves):
+        assert isinstance(h, np.ndarray) and not h.flags.writeable and isinstance(d, jax.Array)
+        np.testing.assert_array_equal(h, np.asarray(d))
+    with pytest.raises(ValueError):
+        host.batches[0].sqrt_info[...] = 0.0
+    cfg = LMConfig(max_iters=10)
+    x0, index = wm.pack_state()
+    before = compile_count("levenberg_marquardt")
+    on_host = solve(host, x0, cfg=cfg)
+    on_device = solve(dev, x0, cfg=cfg)
+    np.testing.assert_array_equal(np.asarray(on_host.x), np.asarray(on_device.x))
+    np.testing.assert_allclose(on_host.x[slice(*index[b])][:3], [1.0, 0.0, 0.0], atol=1e-6)
+    wm.set_factor_params(fid, measurement=np.array([2.0, 0, 0, 0, 0, 0]))
+    assert wm.host_graph is not host and wm.fg is not dev
+    moved = solve(wm.host_graph, x0, cfg=cfg)
+    np.testing.assert_allclose(moved.x[slice(*index[b])][:3], [2.0, 0.0, 0.0], atol=1e-6)
+    assert compile_count("levenberg_marquardt") - before <= 1
+    np.testing.assert_array_equal(np.asarray(on_host.x), np.asarray(on_device.x))  # the old result untouched

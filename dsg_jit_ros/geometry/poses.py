@@ -11,13 +11,16 @@ Conventions (as ``geometry.se3``):
   (fixed axes x, then y, then z: ROS's RPY);
 - yaw is the heading ``atan2(R[1, 0], R[0, 0])`` (radians, (-pi, pi]).
 Every function takes stacks (..., 4, 4) / (n, k) where it says so; rotation vectors,
-Euler angles and interpolation are computed by scipy's ``Rotation`` and quaternions as
-transforms3d does, so moving a module's conversion here changed no result by a bit
+Euler angles and interpolation are computed by scipy's ``Rotation`` (a single pose's
+rotation vector and matrix by the same operations in Python floats, 20x faster) and
+quaternions as transforms3d does, so moving a module's conversion here changed no result by a bit
 (the replays of the real logs are sensitive to the last bit: an odometry matrix
 rounded differently moved mit-csail's consistency from 0.0204 to 0.0174 m).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -83,6 +86,8 @@ def pose_values(poses: np.ndarray) -> np.ndarray:
     t = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
     if t.shape[0] == 0:
         return np.zeros((0, 6))
+    if t.shape[0] == 1 and _is_rotation(m := t[0, :3, :3].tolist()):  # one per registration iteration
+        return np.array([[*t[0, :3, 3].tolist(), *_rotation_vector(m)]])
     return np.concatenate([t[:, :3, 3], Rotation.from_matrix(t[:, :3, :3]).as_rotvec()], axis=1)
 
 
@@ -90,11 +95,72 @@ def pose_matrices(values: np.ndarray) -> np.ndarray:
     """(n, 6) pose values [t (m), rotation vector (rad)] -> (n, 4, 4) ``T_world_body``."""
     v = np.asarray(values, dtype=np.float64).reshape(-1, 6)
     out = np.zeros((v.shape[0], 4, 4))
-    if v.shape[0]:
+    if v.shape[0] == 1:
+        out[0, :3, :3] = _rotation_matrix(*v[0, 3:].tolist())
+    elif v.shape[0]:
         out[:, :3, :3] = Rotation.from_rotvec(v[:, 3:]).as_matrix()
     out[:, :3, 3] = v[:, :3]
     out[:, 3, 3] = 1.0
     return out
+
+
+# One rotation in Python floats: scipy's ``Rotation`` costs about 0.1 ms per call in
+# argument handling, 20x the arithmetic.  The operations are scipy's, in its order (the
+# quaternion from the largest of the diagonal and the trace, normalised, w >= 0; the
+# angle's series below 1e-3 rad), so the results are the same to the bit
+# (``test/test_poses.py`` compares them on random, small and near-pi rotations).  A
+# matrix that is not a rotation to 1e-9 goes to scipy, which orthogonalises it or
+# rejects a reflection.
+def _is_rotation(m: list) -> bool:
+    """True when the 3x3 nested lists are orthonormal to 1e-9 with determinant +1."""
+    (a, b, c), (d, e, f), (g, h, i) = m
+    gram = (a * a + b * b + c * c - 1.0, d * d + e * e + f * f - 1.0, g * g + h * h + i * i - 1.0,
+            a * d + b * e + c * f, a * g + b * h + c * i, d * g + e * h + f * i)
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    return max(map(abs, gram)) < 1e-9 and det > 0.0
+
+
+def _rotation_vector(m: list) -> list[float]:
+    """Rotation vector (rad) of one 3x3 rotation given as nested lists."""
+    tr = m[0][0] + m[1][1] + m[2][2]
+    decision = (m[0][0], m[1][1], m[2][2], tr)
+    i = max(range(4), key=decision.__getitem__)
+    if i == 3:
+        q = [m[2][1] - m[1][2], m[0][2] - m[2][0], m[1][0] - m[0][1], 1.0 + tr]
+    else:
+        j, k = (i + 1) % 3, (i + 2) % 3
+        q = [0.0] * 4
+        q[i] = 1.0 - tr + 2.0 * m[i][i]
+        q[j] = m[j][i] + m[i][j]
+        q[k] = m[k][i] + m[i][k]
+        q[3] = m[k][j] - m[j][k]
+    norm = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    x, y, z, w = (c / norm for c in q)
+    if w < 0:
+        x, y, z, w = -x, -y, -z, -w
+    angle = 2.0 * math.atan2(math.sqrt(x * x + y * y + z * z), w)
+    if angle <= 1e-3:
+        a2 = angle * angle
+        scale = 2.0 + a2 / 12.0 + 7.0 * a2 * a2 / 2880.0
+    else:
+        scale = angle / math.sin(angle / 2.0)
+    return [scale * x, scale * y, scale * z]
+
+
+def _rotation_matrix(x: float, y: float, z: float) -> list[list[float]]:
+    """3x3 rotation (nested lists) of the rotation vector (x, y, z) (rad), through its quaternion."""
+    angle = math.sqrt(x * x + y * y + z * z)
+    if angle <= 1e-3:
+        a2 = angle * angle
+        scale = 0.5 - a2 / 48.0 + a2 * a2 / 3840.0
+    else:
+        scale = math.sin(angle / 2.0) / angle
+    x, y, z, w = scale * x, scale * y, scale * z, math.cos(angle / 2.0)
+    x2, y2, z2, w2 = x * x, y * y, z * z, w * w
+    xy, zw, xz, yw, yz, xw = x * y, z * w, x * z, y * w, y * z, x * w
+    return [[x2 - y2 - z2 + w2, 2.0 * (xy - zw), 2.0 * (xz + yw)],
+            [2.0 * (xy + zw), -x2 + y2 - z2 + w2, 2.0 * (yz - xw)],
+            [2.0 * (xz - yw), 2.0 * (yz + xw), -x2 - y2 + z2 + w2]]
 
 
 def from_xyz_rpy(xyz_rpy: np.ndarray) -> np.ndarray:

@@ -207,7 +207,7 @@ class SlidingWindow:
         solver (``optimization.covariance.marginal_covariance`` then)."""
         if self._factor is None or not self._keyframes:
             return None
-        graph = self.wm.fg
+        graph = self.wm.host_graph  # only its layout is read
         pos = graph.layout.position("pose_se3")
         return np.array(pose_covariance(graph, self._factor, pos, self.wm.variable_slot(self._keyframes[-1].var)))
 
@@ -441,7 +441,7 @@ class SlidingWindow:
         x0 = self.wm.state_vector()
         start = time.perf_counter()
         # the iteration cap is data: both solves of a keyframe share one executable
-        result = solve(self.wm.fg, x0, cfg=self._lm, max_iters=min(max_iters, self.cfg.lm.max_iters) if capped else max_iters)
+        result = solve(self.wm.host_graph, x0, cfg=self._lm, max_iters=min(max_iters, self.cfg.lm.max_iters) if capped else max_iters)
         result.x.block_until_ready()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)

@@ -205,8 +205,8 @@ class FactorRows(SlotPool):
         self.release(rows)
 
     def to_batch(self, positions: tuple[int, ...]) -> FactorBatch:
-        """The batch with private host copies of the arrays (``WorldModel.fg`` moves
-        the whole graph to the device in one transfer)."""
+        """The batch with private host copies of the arrays (``WorldModel.host_graph``
+        holds them; a transfer to the device may read them after it returns)."""
         return FactorBatch(
             slots=self.slots.copy(),
             params={k: v.copy() for k, v in self.params.items()},
