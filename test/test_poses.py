@@ -67,6 +67,7 @@ def test_one_pose_is_converted_as_scipy_converts_a_stack() -> None:
             t[:3, :3], t[:3, 3] = rot, values[k, :3]
             got = poses.pose_values(t[None])
             assert got.shape == (1, 6) and np.array_equal(got[0, 3:], Rotation.from_matrix(rot).as_rotvec())
+            assert poses.rotation_angle(rot) == poses.rotation_angle(rot[None])[0]  # one / a stack
             assert np.array_equal(got[0, :3], values[k, :3])
 
 

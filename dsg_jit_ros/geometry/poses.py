@@ -184,6 +184,8 @@ def rpy_of(rotation: np.ndarray) -> np.ndarray:
 def rotation_angle(rotation: np.ndarray) -> np.ndarray | float:
     """Angle (rad, in [0, pi]) of a (3, 3) rotation (a float) or of each of (n, 3, 3)."""
     r = np.asarray(rotation, dtype=np.float64)
+    if r.ndim == 2 and _is_rotation(m := r.tolist()):  # keyframe selection, twice per cloud
+        return float(np.linalg.norm(np.array(_rotation_vector(m))))
     # the norm of each rotation vector on its own (np.linalg.norm of a stack along an axis
     # rounds differently in the last bit, and keyframe selection compares this angle)
     angle = np.array([np.linalg.norm(v) for v in Rotation.from_matrix(r.reshape(-1, 3, 3)).as_rotvec()])
