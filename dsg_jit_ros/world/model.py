@@ -61,8 +61,7 @@ class WorldModel:
         self.table = SlotTable()
         self.values = VariableValues()
         self._host_graph: FactorGraph | None = None  # built from the table; stale when it says so
-        self._graph: FactorGraph | None = None  # the device copy of ``_graph_of``
-        self._graph_of: FactorGraph | None = None
+        self._graph: FactorGraph | None = None  # the device copy of ``_host_graph`` (None: not made yet)
         for name in self.schema.var_capacity:
             self._type_slots(name)
 
@@ -328,16 +327,16 @@ class WorldModel:
             graph = FactorGraph(batches=batches, var_masks=masks, dof_masks=dofs, layout=layout)
             for leaf in jax.tree_util.tree_leaves(graph):
                 leaf.flags.writeable = False  # a transfer may read it after the call returns
-            self._host_graph = graph
+            self._host_graph, self._graph = graph, None
         return self._host_graph
 
     @property
     def fg(self) -> FactorGraph:
         """The fixed-shape factor graph on the device (``host_graph`` moved in one
         ``device_put`` of the whole pytree, cached until the graph changes)."""
-        host = self.host_graph
-        if self._graph_of is not host:
-            self._graph, self._graph_of = jax.device_put(host), host
+        host = self.host_graph  # first: a rebuild drops the device copy
+        if self._graph is None:
+            self._graph = jax.device_put(host)
         return self._graph
 
     def state_vector(self) -> jnp.ndarray:
