@@ -35,6 +35,8 @@ class CellTable:
         if size <= MAX_TABLE_CELLS:
             # after the box, a run of empty entries that any block of offsets from its first one stays in
             self._outside = size
+            self._block_limit = (self._extent - 1).astype(np.uint64)
+            self._strides = np.array([self._extent[1] * self._extent[2], self._extent[2], 1], dtype=np.int64)
             self._table = np.full(size + self._flat(np.ones(3, dtype=np.int64)) + 1, -1, dtype=np.int32)
             self._table[self._flat(cells - self._lo)] = np.arange(len(self.keys), dtype=np.int32)
         else:
@@ -52,9 +54,12 @@ class CellTable:
         # the box and its border hold base and base + 1 of a point inside it: one flat
         # index per point (points outside: the empty run after the box), plus a fixed step per offset
         idx = np.asarray(base, dtype=np.int64) - self._lo
-        inside = np.all((idx >= 0) & (idx < self._extent - 1), axis=1)
-        flat = np.where(inside, self._flat(idx), self._outside)
-        return self._table[flat[:, None] + self._flat(np.asarray(offsets, dtype=np.int64))[None, :]]
+        # inside the box: 0 <= idx < extent - 1, as one unsigned compare per axis
+        # (np.all over an axis of 3 costs ten times the three ands on small inputs)
+        ok = idx.view(np.uint64) < self._block_limit
+        inside = ok[:, 0] & ok[:, 1] & ok[:, 2]
+        flat = np.where(inside, idx @ self._strides, self._outside)
+        return self._table[flat[:, None] + (np.asarray(offsets, dtype=np.int64) @ self._strides)[None, :]]
 
     def rows(self, cells: np.ndarray) -> np.ndarray:
         """Row of each (..., 3) integer cell, -1 where the set has no such voxel."""

@@ -24,16 +24,19 @@ x, y and yaw.
 
 Each iteration's correspondence search is one vectorised numpy pass: the cells
 around every point are looked up in a dense table of the target's cells
-(``mapping.cell_table``), and residuals are computed on the target's means and
-``W`` stored component by component (contiguous gathers).  A jitted XLA version of
-the iteration (points and voxels padded to fixed capacities, 4096 x 2048) measured
-no faster on CPU (~2.7 ms per iteration, with or without its sorted key search,
-against ~2 ms here for ~3000 points on the same loaded machine), and would compile
-once per capacity.
+(``mapping.cell_table``), and residuals are computed for every (point, cell)
+candidate at once on the target's means and ``W`` stored component by component
+(contiguous gathers).  On a planar log (~360 points after downsampling) an
+iteration is a few dozen numpy calls of a few microseconds each, ~0.5 ms; a jitted
+XLA version (points and voxels padded to 512 x 4096, the whole loop in one
+``while_loop``) measured ~1 ms per iteration on the same inputs, its sorted key
+search and gathers alone ~0.2 ms (an earlier one at 4096 x 2048 points: ~2.7 ms),
+and it would compile once per capacity.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,12 +85,14 @@ class SurfaceTarget:
     sqrt_info: np.ndarray  # (K, 3, 3)
     voxel_size: float
     table: CellTable = field(init=False, repr=False, compare=False)
-    _columns: np.ndarray = field(init=False, repr=False, compare=False)  # (12, K) means then W, by component
+    _columns: np.ndarray = field(init=False, repr=False, compare=False)  # (12, K + 1) means then W, by component
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "table", CellTable(self.keys))
+        # one more column of zeros: what a missing cell (row -1) reads
         object.__setattr__(self, "_columns", np.ascontiguousarray(np.concatenate(
-            [np.reshape(self.means, (-1, 3)), np.reshape(self.sqrt_info, (-1, 9))], axis=1).T))
+            [np.concatenate([np.reshape(self.means, (-1, 3)), np.reshape(self.sqrt_info, (-1, 9))], axis=1),
+             np.zeros((1, 12))]).T))
 
     @staticmethod
     def build(keys: np.ndarray, means: np.ndarray, sqrt_info: np.ndarray, voxel_size: float) -> "SurfaceTarget":
@@ -100,45 +105,37 @@ class SurfaceTarget:
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
-    def match(self, q: np.ndarray, offsets: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+    def match(self, q: np.ndarray, planar: bool, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
         """For each (N, 3) map-frame point: row of its surface (-1: none within
-        ``max_dist`` m of its mean) among the cells ``offsets`` ((k, 3) 0/1, see
-        ``_neighbour_offsets``) around it, and its whitened residual ``W (q - mu)``
+        ``max_dist`` m of its mean) among the 2x2x2 (planar: 2x2) cells nearest to it
+        (``_neighbour_offsets``), and its whitened residual ``W (q - mu)``
         ((N, 3), zero when unmatched).  The surface is the candidate with the least
         ``|W d|^2 + TIE_BREAK |d|^2 / voxel_size^2`` (first of equals), ``d = q - mu``."""
+        offsets = _OFFSETS[bool(planar)]
         n, k = len(q), len(offsets)
         if not len(self) or not n:
             return np.full(n, -1, dtype=np.int64), np.zeros((n, 3))
         s = self.voxel_size
         # lower corner of the block of nearest cell centres (a single layer: the point's own)
-        base = np.floor(q / s - 0.5 * offsets.max(axis=0)).astype(np.int64)
-        rows = self.table.block_rows(base, offsets)  # (N, k)
-        pair = np.flatnonzero(rows >= 0)  # candidate (point, cell) pairs whose cell is in the target
-        r, dist2 = self._residuals(q, pair // k, rows.reshape(-1)[pair])
-        cost = np.full(n * k, np.inf)
-        cost[pair] = np.where(dist2 <= max_dist ** 2, np.einsum("ni,ni->n", r, r) + TIE_BREAK * dist2 / s ** 2, np.inf)
-        cost = cost.reshape(n, k)
-        best = np.argmin(cost, axis=1)
-        found = np.flatnonzero(np.isfinite(cost[np.arange(n), best]))
-        out_rows = np.full(n, -1, dtype=np.int64)
-        out_rows[found] = rows[found, best[found]]
-        out_r = np.zeros((n, 3))
-        candidate = np.empty(n * k, dtype=np.int64)  # (point, cell) -> its place among the candidates
-        candidate[pair] = np.arange(len(pair))
-        out_r[found] = r[candidate[found * k + best[found]]]
-        return out_rows, out_r
+        base = np.floor(q / s - _HALF[bool(planar)]).astype(np.int64)
+        rows = self.table.block_rows(base, offsets).reshape(-1)  # (N k,) candidate cells, -1: not in the target
+        # every candidate at once (a missing cell, row -1, reads the zero column after the target's)
+        r, dist2 = self._residuals(np.repeat(q.T, k, axis=1), rows)
+        near = (rows >= 0) & (dist2 <= max_dist ** 2)
+        cost = np.where(near, np.einsum("in,in->n", r, r) + TIE_BREAK * dist2 / s ** 2, np.inf)
+        best = np.arange(0, n * k, k) + np.argmin(cost.reshape(n, k), axis=1)  # flat index of each point's choice
+        found = np.isfinite(cost[best])
+        return np.where(found, rows[best], -1), np.where(found, r[:, best], 0.0).T
 
-    def _residuals(self, q: np.ndarray, points: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Whitened residuals ``W (q - mu)`` ((M, 3)) and squared distances ``|q - mu|^2``
-        ((M,), m^2) of points ``q[points]`` to the surfaces of ``rows``: component by
-        component on contiguous columns (``_columns``, one gather), each sum in the order
-        of the first implementation (the same choices, bit for bit)."""
+    def _residuals(self, p: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whitened residuals ``W (p - mu)`` ((3, M)) and squared distances ``|p - mu|^2``
+        ((M,), m^2) of map-frame points ``p`` ((3, M)) to the surfaces of ``rows`` (-1: the
+        column of zeros): component by component on contiguous columns (``_columns``,
+        one gather), each sum in the order of the first implementation (the same bits)."""
         g = self._columns.take(rows, axis=1)  # (12, M): mean, then W row-major
-        p = q.T.take(points, axis=1)
-        d = np.stack([p[0] - g[0], p[1] - g[1], p[2] - g[2]], axis=1)
-        d0, d1, d2 = d[:, 0], d[:, 1], d[:, 2]
-        r = np.stack([g[3 + 3 * i] * d0 + g[4 + 3 * i] * d1 + g[5 + 3 * i] * d2 for i in range(3)], axis=1)
-        return r, np.einsum("ni,ni->n", d, d)
+        d = p - g[:3]
+        r = (g[3:].reshape(3, 3, -1) * d).sum(axis=1)  # r_i = (W_i0 d0 + W_i1 d1) + W_i2 d2
+        return r, np.einsum("in,in->n", d, d)
 
 
 @dataclass(frozen=True)
@@ -171,10 +168,21 @@ def _downsample(points: np.ndarray, size: float) -> np.ndarray:
     return sums / count[:, None]
 
 
-def _neighbour_offsets(planar: bool) -> np.ndarray:
-    """(k, 3) 0/1 offsets of the 2x2x2 (planar: 2x2) cells around a point's nearest corner."""
+def _offset_grid(planar: bool) -> np.ndarray:
+    """The read-only (k, 3) 0/1 block of ``_neighbour_offsets``."""
     grid = np.stack(np.meshgrid([0, 1], [0, 1], [0] if planar else [0, 1], indexing="ij"), -1).reshape(-1, 3)
-    return grid.astype(np.int64)
+    grid = grid.astype(np.int64)
+    grid.flags.writeable = False
+    return grid
+
+
+_OFFSETS = {planar: _offset_grid(planar) for planar in (False, True)}
+_HALF = {planar: 0.5 * o.max(axis=0) for planar, o in _OFFSETS.items()}  # half the block's extent, in cells
+
+
+def _neighbour_offsets(planar: bool) -> np.ndarray:
+    """(k, 3) 0/1 offsets of the 2x2x2 (planar: 2x2) cells around a point's nearest corner (read-only)."""
+    return _OFFSETS[bool(planar)]
 
 
 def _normal_equations(a: np.ndarray, p: np.ndarray, r: np.ndarray, robust: np.ndarray,
@@ -206,7 +214,6 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
     pts = _downsample(np.asarray(points_body, dtype=np.float64), cfg.downsample)
     dofs = PLANAR_DOFS if planar else np.arange(6)
     w_prior = 1.0 / np.asarray(prior_sigma, dtype=np.float64)[dofs]
-    offsets = _neighbour_offsets(planar)
     t = np.asarray(t_pred, dtype=np.float64).copy()
     matched, rmse, degenerate, converged, it = 0, float("nan"), 0, False, 0
     t_pred_inv = np.linalg.inv(t_pred)
@@ -214,15 +221,15 @@ def register(points_body: np.ndarray, t_pred: np.ndarray, target: SurfaceTarget,
     for it in range(1, cfg.max_iterations + 1):
         rot = t[:3, :3]
         q = pts @ rot.T + t[:3, 3]
-        rows, r = target.match(q, offsets, cfg.max_correspondence)
+        rows, r = target.match(q, planar, cfg.max_correspondence)
         hit = np.flatnonzero(rows >= 0)
         matched = len(hit)
         if matched < cfg.min_matches:
             return RegistrationResult(np.asarray(t_pred, dtype=np.float64).copy(), False, it, len(pts), matched,
                                       float("nan"), 0, False)
         r = r[hit]
-        sq = np.sum(r * r, axis=1)
-        rmse = float(np.sqrt(np.mean(sq)))
+        sq = np.add.reduce(r * r, axis=1)
+        rmse = math.sqrt(float(np.add.reduce(sq)) / matched)  # np.sqrt(np.mean(sq)), the same bits
         robust = 1.0 / (1.0 + sq / cfg.kernel_scale ** 2)  # Cauchy IRLS weights
         a = (target.sqrt_info[rows[hit]].reshape(-1, 3) @ rot).reshape(-1, 3, 3)  # W R
         h_scan, g_scan = _normal_equations(a, pts[hit], r, robust, dofs)
