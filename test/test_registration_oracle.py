@@ -43,7 +43,9 @@ def _oracle_match(q, target, offsets, max_dist):
     keys = pack_keys(cells.reshape(-1, 3))
     if keys is None:
         return np.full(len(q), -1), np.zeros((len(q), 3))
-    rows = _oracle_rows(target.keys, keys).reshape(len(q), -1)
+    order = np.argsort(target.keys)  # the target's rows in any order
+    rows = _oracle_rows(target.keys[order], keys)
+    rows = np.where(rows >= 0, order[rows], -1).reshape(len(q), -1)
     pi, ki = np.nonzero(rows >= 0)
     cand = rows[pi, ki]
     d = q[pi] - target.means[cand]

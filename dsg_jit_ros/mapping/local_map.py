@@ -143,7 +143,11 @@ class LocalMap:
         window_keys, window_means, window_sqrt = self.prepare_target()
         rows = self.frozen.rows_near(position, radius + self.voxel_size)
         frozen_keys = self.frozen.keys[rows]
-        outside = ~np.isin(frozen_keys, window_keys, assume_unique=True)
+        # window_keys are sorted (np.unique): one sorted search instead of np.isin's sort of both
+        outside = np.ones(len(rows), dtype=bool)
+        if len(window_keys):
+            pos = np.minimum(np.searchsorted(window_keys, frozen_keys), len(window_keys) - 1)
+            outside = window_keys[pos] != frozen_keys
         rows, frozen_keys = rows[outside], frozen_keys[outside]
         frozen_stats = self.frozen.all_stats()
         keys = np.concatenate([frozen_keys, window_keys])

@@ -77,10 +77,11 @@ class RegistrationConfig:
 
 @dataclass(frozen=True)
 class SurfaceTarget:
-    """Voxel surfaces to register against: packed keys (sorted), means (map, m) and
-    square-root informations ``W`` (3x3, ``W^T W = Omega``); ``table`` finds a cell's row."""
+    """Voxel surfaces to register against: packed keys, means (map, m) and square-root
+    informations ``W`` (3x3, ``W^T W = Omega``); ``table`` finds a cell's row.  The rows'
+    order does not matter: a point chooses among cells, and a cell has one row."""
 
-    keys: np.ndarray  # (K,) int64, sorted
+    keys: np.ndarray  # (K,) int64, unique
     means: np.ndarray  # (K, 3)
     sqrt_info: np.ndarray  # (K, 3, 3)
     voxel_size: float
@@ -97,10 +98,8 @@ class SurfaceTarget:
     @staticmethod
     def build(keys: np.ndarray, means: np.ndarray, sqrt_info: np.ndarray, voxel_size: float) -> "SurfaceTarget":
         """The target of the voxels that carry information (volumes with none are left out)."""
-        informative = np.abs(sqrt_info).sum(axis=(1, 2)) > 0
-        keys, means, sqrt_info = np.asarray(keys)[informative], means[informative], sqrt_info[informative]
-        order = np.argsort(keys, kind="stable")
-        return SurfaceTarget(keys[order], means[order], sqrt_info[order], float(voxel_size))
+        informative = np.flatnonzero(np.abs(sqrt_info).sum(axis=(1, 2)) > 0)
+        return SurfaceTarget(np.asarray(keys)[informative], means[informative], sqrt_info[informative], float(voxel_size))
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
