@@ -193,6 +193,7 @@ class SlamPipeline:
         # (compiling the covariance in a second thread meanwhile was measured slower, warm
         # 2.6 vs 2.3 s, and no faster cold: both traces want the GIL)
         self.window.add_keyframe(0.0, np.eye(4), synthetic_cloud(self.cfg.window.voxel))
+        self.window.exercise_full_capacity()
         if self.cfg.inputs.compute_covariance:
             self._newest_covariance()
         self.warm.programs = programs_since(before)

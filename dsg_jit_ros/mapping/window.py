@@ -437,6 +437,15 @@ class SlidingWindow:
         self._placed = False
         return keys
 
+    def exercise_full_capacity(self) -> None:
+        """Solve the current graph once more with the full-capacity program, the result
+        dropped (a warm-up step): with ``LMConfig.prefix_fraction`` the solve holds two
+        programs, and XLA:CPU materialises a program's kernels on their first execution
+        (~20 ms), which would otherwise land on the first keyframe that outgrows the prefix."""
+        if self._lm.prefix_fraction:
+            solve(self.wm.host_graph, self.wm.state_vector(), cfg=self._lm, max_iters=1,
+                  full_capacity=True).x.block_until_ready()
+
     def _solve(self, max_iters: int, reg: RegistrationResult | None, capped: bool = True) -> SolveStats:
         x0 = self.wm.state_vector()
         start = time.perf_counter()
