@@ -124,9 +124,9 @@ PARAMS: tuple[ParamSpec, ...] = (
                   choices=("schur", "dense", "pcg")),
         ParamSpec("solver.relative_tolerance", 1e-6, "A solve stops when a step lowers the cost by less than this "
                   "share of it.", 0.0, 1.0, field="rel_tol"),
-        ParamSpec("solver.prefix_fraction", 0.5, "Also compile the solve cut to this share of the voxel and "
-                  "observation capacities, used while the window's voxels and observations fit in it (0: off; one more "
-                  "program to compile at start-up).", 0.0, 0.9),
+        ParamSpec("solver.prefix_fraction", 0.0, "Also compile the solve cut to this share of the voxel and "
+                  "observation capacities, used while the window's voxels and observations fit in it (0: off; on, the "
+                  "start-up compiles about twice as long).", 0.0, 0.9),
     ),
     # observation model of voxel surfaces
     *filling(SurfaceConfig,

@@ -51,8 +51,7 @@ class WindowConfig:
     kernel_scale: float = 3.0
     reassociations: int = 0
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
-    lm: LMConfig = field(default_factory=lambda: LMConfig(linear_solver="schur", max_iters=15, rel_tol=1e-6,
-                                                          prefix_fraction=0.5))
+    lm: LMConfig = field(default_factory=lambda: LMConfig(linear_solver="schur", max_iters=15, rel_tol=1e-6))
 
     def __post_init__(self) -> None:
         if self.size < 2:

@@ -10,7 +10,10 @@ program, compiled with the first); ``prefix_fits`` says at run time whether ever
 used slot and row lies inside the cut, and the solver then runs the small program
 (``solvers.LMConfig.prefix_fraction``).  The slots and rows past the cut are
 unused, so the small program solves the same problem: the same state, up to the
-rounding of sums over fewer zero terms.
+rounding of sums over fewer zero terms.  Both programs are compiled together, so a
+cold start-up compiles about twice as long (planar node: 9.8 -> 20.4 s cold, 6.2 ->
+7.7 s with a warm compile cache): the node's parameter ``solver.prefix_fraction``
+is 0 (off) by default.
 """
 
 from __future__ import annotations

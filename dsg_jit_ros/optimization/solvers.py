@@ -87,7 +87,9 @@ class LMConfig:
     fraction of its large point capacities (``optimization.prefix``), and run that
     one whenever every used slot and row fits in it (decided at run time, one
     executable): a window sized for its largest map solves its usual one at the
-    cost of the used part.  Same results up to the rounding of sums.
+    cost of the used part.  Same results up to the rounding of sums; the compile
+    takes about twice as long (both programs), so the window leaves it off unless
+    asked (parameter ``solver.prefix_fraction``).
     """
 
     max_iters: int = 100
