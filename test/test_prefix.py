@@ -1,8 +1,7 @@
 """The solve of a graph's used prefix (``optimization.prefix``, ``LMConfig.prefix_fraction``)
 against the solve of the whole graph: the same state, cost and pose factor when every
 used slot lies inside the cut (the small program ran), the whole program when one
-lies past it, one executable for both; and the slot allocator that keeps the used
-rows packed at the front (lowest free row first)."""
+lies past it, one executable for both."""
 
 import dataclasses
 
@@ -14,7 +13,6 @@ from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.solvers import LMConfig, solve
 from dsg_jit_ros.slam.measurements import odom_se3_residual, pose_voxel_point_residual, prior_residual
 from dsg_jit_ros.world.model import WorldModel
-from dsg_jit_ros.world.slots import SlotPool
 
 N_POSE, VOXEL_CAP, OBS_CAP = 6, 512, 1024
 FULL = LMConfig(linear_solver="schur", max_iters=5, keep_factor=True, keep_linearization=False)
@@ -100,17 +98,3 @@ def test_no_plan_for_small_capacities_and_fraction_checked():
     assert prefix.prefix_plan(wm.host_graph, 0.5) is None  # below MIN_CUT: nothing to cut
     with pytest.raises(ValueError, match="prefix_fraction"):
         LMConfig(prefix_fraction=1.0)
-
-
-def test_slots_are_taken_lowest_free_first():
-    class Pool(SlotPool):
-        def _pad(self, pad):
-            pass
-
-    pool = Pool("rows", 8)
-    np.testing.assert_array_equal(pool.take(6), np.arange(6))
-    pool.release(np.array([4, 1, 2]))
-    np.testing.assert_array_equal(pool.take(2), [1, 2])  # not the last released first
-    np.testing.assert_array_equal(pool.take(3), [4, 6, 7])
-    np.testing.assert_array_equal(pool.take(2), [8, 9])  # grown: the new rows follow
-    assert pool.capacity == 16
