@@ -31,20 +31,20 @@ class CellTable:
         cells = unpack_keys(self.keys)
         self._lo = cells.min(axis=0) - 1  # a border of empty cells around the box
         self._extent = cells.max(axis=0) - self._lo + 2
+        self._strides = np.array([self._extent[1] * self._extent[2], self._extent[2], 1], dtype=np.int64)
         size = int(np.prod(self._extent))
         if size <= MAX_TABLE_CELLS:
             # after the box, a run of empty entries that any block of offsets from its first one stays in
             self._outside = size
             self._block_limit = (self._extent - 1).astype(np.uint64)
-            self._strides = np.array([self._extent[1] * self._extent[2], self._extent[2], 1], dtype=np.int64)
             self._table = np.full(size + self._flat(np.ones(3, dtype=np.int64)) + 1, -1, dtype=np.int32)
             self._table[self._flat(cells - self._lo)] = np.arange(len(self.keys), dtype=np.int32)
         else:
             self._order = np.argsort(self.keys, kind="stable")
 
     def _flat(self, idx: np.ndarray) -> np.ndarray:
-        """Flat table index of (..., 3) box coordinates."""
-        return (idx[..., 0] * self._extent[1] + idx[..., 1]) * self._extent[2] + idx[..., 2]
+        """Flat table index of (..., 3) box coordinates (row-major over the box)."""
+        return idx @ self._strides
 
     def block_rows(self, base: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """(N, k) rows (int32 or int64) of the cells ``base + offsets`` ((N, 3) integer cells,
@@ -58,8 +58,8 @@ class CellTable:
         # (np.all over an axis of 3 costs ten times the three ands on small inputs)
         ok = idx.view(np.uint64) < self._block_limit
         inside = ok[:, 0] & ok[:, 1] & ok[:, 2]
-        flat = np.where(inside, idx @ self._strides, self._outside)
-        return self._table[flat[:, None] + (np.asarray(offsets, dtype=np.int64) @ self._strides)[None, :]]
+        flat = np.where(inside, self._flat(idx), self._outside)
+        return self._table[flat[:, None] + self._flat(np.asarray(offsets, dtype=np.int64))[None, :]]
 
     def rows(self, cells: np.ndarray) -> np.ndarray:
         """Row of each (..., 3) integer cell, -1 where the set has no such voxel."""

@@ -24,6 +24,13 @@ from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, 
                                            stats_from_columns, surface_sqrt_information, voxel_centres)
 
 
+def _sorted_hits(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``keys`` would sit in ``sorted_keys`` (sorted, unique, not empty;
+    clipped to its last row) and whether it is there."""
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == keys
+
+
 class _Placed:
     """One keyframe's observations (``cells``, with their voxels' centres) and their
     map-frame statistics at ``pose``, by component (``observation_columns``)."""
@@ -116,8 +123,7 @@ class LocalMap:
         window = VoxelStats.zeros(len(keys))
         u = len(self._window_keys)
         if u and len(keys):
-            pos = np.minimum(np.searchsorted(self._window_keys, keys), u - 1)
-            hit = self._window_keys[pos] == keys
+            pos, hit = _sorted_hits(self._window_keys, keys)
             sums = stats_from_columns(self._window_sums[:, pos[hit]])
             window.count[hit], window.first[hit], window.second[hit] = sums.count, sums.first, sums.second
         return self.frozen.stats(keys) + window
@@ -144,10 +150,7 @@ class LocalMap:
         rows = self.frozen.rows_near(position, radius + self.voxel_size)
         frozen_keys = self.frozen.keys[rows]
         # window_keys are sorted (np.unique): one sorted search instead of np.isin's sort of both
-        outside = np.ones(len(rows), dtype=bool)
-        if len(window_keys):
-            pos = np.minimum(np.searchsorted(window_keys, frozen_keys), len(window_keys) - 1)
-            outside = window_keys[pos] != frozen_keys
+        outside = ~_sorted_hits(window_keys, frozen_keys)[1] if len(window_keys) else np.ones(len(rows), dtype=bool)
         rows, frozen_keys = rows[outside], frozen_keys[outside]
         frozen_stats = self.frozen.all_stats()
         keys = np.concatenate([frozen_keys, window_keys])
