@@ -85,7 +85,8 @@ def run_ours(log, cfg):
                                              "global_solves")},
             "partial_loops": sum(is_partial(e.sqrt_info, pipe.graph.planar) for e in pipe.graph.loops),
             "dropped": pipe.dropped_snapshot(), "planar": bool(pipe.planar),
-            "registrations": dict(pipe.window.registrations)}
+            "registrations": dict(pipe.window.registrations),
+            "solves_on_prefix": f"{getattr(pipe.window, 'prefix_solves', 0)} of {getattr(pipe.window, 'solves', '?')}"}
     return poses, 1000.0 * elapsed / len(log.clouds), info
 
 

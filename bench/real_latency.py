@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     print(json.dumps({
         "bench": "real_latency", "log": args.log, "scans": len(log.clouds), "set": args.set,
         "keyframes": len(lat), "compilations_after_warmup": pipe.compilations_after_warmup(),
+        "solves_on_prefix": f"{getattr(pipe.window, 'prefix_solves', 0)} of {getattr(pipe.window, 'solves', '?')}",
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1), "p95": round(float(np.percentile(lat, 95)), 1),
                        "max": round(float(lat.max()), 1)},
         "breakdown_ms_per_keyframe": {k: round(v / len(lat), 2) for k, v in sorted(prof.ms.items(),

@@ -40,8 +40,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params-file", type=Path, default=REPO / "config" / "params.yaml")
     parser.add_argument("--cache", default="", help="persistent compile cache directory (default: off)")
-    parser.add_argument("--no-graph", action="store_true",
-                        help="do not compile the global graph's solve (what a node does before it is active)")
+    parser.add_argument("--defer", "--no-graph", action="store_true", dest="defer",
+                        help="do not compile what a node compiles once active (the window's prefix solve, the global "
+                             "graph's solve): what a node does before it is active")
     parser.add_argument("--timeline", action="store_true", help="list every trace/lower/compile event")
     parser.add_argument("--top", type=int, default=15, help="programs listed (slowest first)")
     args = parser.parse_args(argv)
@@ -84,13 +85,16 @@ def main(argv=None) -> int:
     pipe = SlamPipeline(cfg, background_loops=True)
     marks["pipeline"] = time.perf_counter() - T0
     cpu["pipeline"] = time.process_time() - C0
-    if "graph" in inspect.signature(SlamPipeline.warm_up).parameters:
-        pipe.warm_up(graph=not args.no_graph)
+    params = inspect.signature(SlamPipeline.warm_up).parameters
+    if "defer" in params:
+        pipe.warm_up(defer=args.defer)
+    elif "graph" in params:  # a version with the global graph deferred alone
+        pipe.warm_up(graph=not args.defer)
     else:  # a version that always starts the graph's compile at once
         pipe.warm_up()
     marks["warm_up_returned"] = time.perf_counter() - T0
     cpu["warm_up_returned"] = time.process_time() - C0
-    if pipe.graph_ready is not None and not args.no_graph:
+    if pipe.graph_ready is not None and not args.defer:
         pipe.graph_ready.wait()
         marks["graph_ready"] = time.perf_counter() - T0
         cpu["graph_ready"] = time.process_time() - C0

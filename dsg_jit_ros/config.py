@@ -116,6 +116,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("window.frozen_weight", 2.0,
                   "Prior tying an active voxel to its frozen points, in observations of its surface (0: none).", 0.0, BIG),
         ParamSpec("window.kernel_scale", 3.0, "Cauchy kernel scale of the whitened voxel observations.", 1e-6, BIG),
+        ParamSpec("solver.prefix_fraction", 0.5, "The window's solve also runs on the graph cut to this share of the "
+                  "voxel and observation capacities while the voxels and observations in use fit in it (a second, "
+                  "smaller program, compiled in the background once the node is active; 0: off).", 0.0, 0.9,
+                  field="prefix_fraction"),
     ),
     # the window's solver (LMConfig keeps the field names it shares with the other solvers' configs)
     *filling(LMConfig,
@@ -124,9 +128,6 @@ PARAMS: tuple[ParamSpec, ...] = (
                   choices=("schur", "dense", "pcg")),
         ParamSpec("solver.relative_tolerance", 1e-6, "A solve stops when a step lowers the cost by less than this "
                   "share of it.", 0.0, 1.0, field="rel_tol"),
-        ParamSpec("solver.prefix_fraction", 0.0, "Also compile the solve cut to this share of the voxel and "
-                  "observation capacities, used while the window's voxels and observations fit in it (0: off; on, the "
-                  "start-up compiles about twice as long).", 0.0, 0.9),
     ),
     # observation model of voxel surfaces
     *filling(SurfaceConfig,

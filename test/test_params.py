@@ -67,7 +67,7 @@ ADDED_PARAMS = {"loop.drift_rotation_per_metre", "loop.initial_capacity", "loop.
 # noise.* parameters declared after the dump: they fill WindowConfig fields (field path -> name)
 ADDED_NOISE = {"window.odom_scale_memory": "noise.odom_scale_memory", "window.odom_scale_limit": "noise.odom_scale_limit"}
 # other parameters declared after the dump whose field path is not their name (field path -> name)
-ADDED_FILLED = {**ADDED_NOISE, "window.lm.prefix_fraction": "solver.prefix_fraction"}
+ADDED_FILLED = {**ADDED_NOISE, "window.prefix_fraction": "solver.prefix_fraction"}
 ADDED_PIPELINE_FIELDS = {f"window.lm.{name}" for name in ADDED_LM_FIELDS} | ADDED_PARAMS | set(ADDED_FILLED)
 # parameters whose default or shipped value changed since the dump (planar_laser.yaml: loop closure on)
 CHANGED_VALUES = {"loop.kernel_scale", "loop.enabled", "loop.min_overlap", "loop.max_rmse", "loop.capacity",

@@ -46,10 +46,7 @@ def test_split_config_keys_the_program_by_its_static_fields_only():
     a, ra = split_config(LMConfig(rel_tol=1e-3, max_iters=7, linear_solver="schur"), max_iters=4)
     b, rb = split_config(LMConfig(rel_tol=1e-9, max_iters=70, linear_solver="schur"))
     assert a == b and hash(a) == hash(b) and a.linear_solver == "schur"
-    # the LMConfig fields that are data, and the per-call choice of the full-capacity program
-    assert set(ra) == set(RUNTIME_FIELDS) | {"full_capacity"} and int(ra["max_iters"]) == 4 and int(rb["max_iters"]) == 70
-    assert ra["full_capacity"].dtype == np.bool_ and not ra["full_capacity"]
-    assert bool(split_config(LMConfig(linear_solver="schur"), full_capacity=True)[1]["full_capacity"])
+    assert set(ra) == set(RUNTIME_FIELDS) and int(ra["max_iters"]) == 4 and int(rb["max_iters"]) == 70
     assert ra["max_iters"].dtype == np.int32 and ra["rel_tol"].dtype == np.float64 and float(ra["rel_tol"]) == 1e-3
 
 

@@ -90,6 +90,7 @@ class SlamPipeline:
     def _reset(self) -> None:
         self.planar: bool | None = {"on": True, "off": False}.get(self.cfg.planar)  # None: not decided yet
         self.window = SlidingWindow(self.cfg.window, planar=bool(self.planar))
+        self.window.prefix_ready = self.warm.prefix_ready
         if self.global_map is not None:
             self.global_map.worker.close()
         self.global_map = GlobalMapping(self.cfg, self.window, bool(self.planar), self.background_loops,
@@ -134,9 +135,13 @@ class SlamPipeline:
         """(M, 3) the whole map's points (m, map frame)."""
         return self.global_map.map_centres()
 
-    def close(self) -> None:
-        """Stop the loop-closure thread (a node's cleanup)."""
+    def close(self, wait_warm_up: bool = True) -> None:
+        """Stop the loop-closure thread (a node's cleanup) and, with ``wait_warm_up``, wait
+        for a background compile still running (``WarmUp.join``; not when a pipeline that
+        adopted this warm-up state lives on)."""
         self.global_map.worker.close()
+        if wait_warm_up:
+            self.warm.join()
 
     @property
     def selected_keyframes(self) -> int:
@@ -159,6 +164,16 @@ class SlamPipeline:
         return self.warm.programs
 
     @property
+    def prefix_ready(self) -> threading.Event | None:
+        """Set when the window's solve on its used prefix is compiled (None: no prefix)."""
+        return self.warm.prefix_ready
+
+    @property
+    def prefix_warmup_s(self) -> float | None:
+        """Seconds the prefix solve's compile took; None until done."""
+        return self.warm.prefix_seconds
+
+    @property
     def graph_warmup_s(self) -> float | None:
         """Seconds the global graph's compile took (in its thread); None until done."""
         return self.warm.graph_seconds
@@ -169,23 +184,26 @@ class SlamPipeline:
         both) and the dropped-input and relocalization counters."""
         self.warm = other.warm
         self.global_map.worker.ready = other.graph_ready
+        self.window.prefix_ready = other.warm.prefix_ready
         self.dropped = other.dropped.copy()
         self.relocalizations = other.relocalizations
 
-    def warm_up(self, graph: bool = True) -> float:
+    def warm_up(self, defer: bool = False) -> float:
         """Compile the solver (and covariance) on a synthetic keyframe, then reset.
 
         Capacities fix every compiled shape, so after this no keyframe compiles
-        again.  With loop closure the global graph's solve (~10 s, not kept by the
-        persistent cache: it calls the host) then compiles in a thread of its own, still
-        running on return (the node is active meanwhile); the loop worker waits for it
-        before its first solve, and the compile count after warm-up is taken when both
-        are done.  ``graph=False`` leaves that thread to ``warm_up_graph`` (a node
-        starts it once subscribed, so it does not compete with the start-up for the
-        cores; the graph is needed only when the first keyframe leaves the window).
+        again.  Two more programs: the window's solve on the used prefix of its
+        capacities (``window.prefix_fraction``), compiled here, and with loop closure
+        the global graph's solve (~10 s, not kept by the persistent cache: it calls the
+        host), compiled in a thread of its own, still running on return; the loop
+        worker waits for it before its first solve, and the compile count after
+        warm-up is taken when every part is done.  ``defer=True`` leaves both to
+        ``warm_up_background`` (a node starts it once subscribed, so the start-up does
+        not wait for them nor compete with them for the cores; the window solves on
+        its whole capacity until the prefix program is ready).
         ``warmup_programs`` records the programs compiled (or loaded from the
-        persistent cache) here, by entry name.
-        Returns the seconds it took (the window's part).
+        persistent cache) before return, by entry name.
+        Returns the seconds it took.
         """
         start = time.perf_counter()
         before = compile_counts()
@@ -193,21 +211,23 @@ class SlamPipeline:
         # (compiling the covariance in a second thread meanwhile was measured slower, warm
         # 2.6 vs 2.3 s, and no faster cold: both traces want the GIL)
         self.window.add_keyframe(0.0, np.eye(4), synthetic_cloud(self.cfg.window.voxel))
-        self.window.exercise_full_capacity()
+        self.warm.add_prefix(self.window.prefix_warm_up())
         if self.cfg.inputs.compute_covariance:
             self._newest_covariance()
+        if not defer:
+            self.warm.compile_prefix()
         self.warm.programs = programs_since(before)
-        self.reset()  # after begin(): the new loop worker takes its graph_ready
-        if graph:
-            self.warm_up_graph()
+        self.reset()  # after begin() and add_prefix(): the new window and loop worker take their events
+        if not defer:
+            self.warm_up_background()
         self.warm.part_done()
         return time.perf_counter() - start
 
-    def warm_up_graph(self) -> bool:
-        """Start compiling the global graph's solve in a thread of its own (after
-        ``warm_up(graph=False)``); returns whether it started it (not without loop
-        closure, not twice)."""
-        return self.warm.start_graph(self.cfg.loop)
+    def warm_up_background(self) -> bool:
+        """Start compiling what ``warm_up(defer=True)`` left (the prefix solve, then the
+        global graph's solve) in a thread of its own; returns whether it started it
+        (not when nothing is left)."""
+        return self.warm.start_background(self.cfg.loop)
 
     def warmup_message(self, seconds: float) -> str:
         """The warm-up's log line (``mapping.warm_up.warmup_message``)."""

@@ -20,7 +20,10 @@ prior at its estimate.
 An active voxel whose statistics include frozen points gets a prior toward the
 frozen mean, weighted as ``frozen_weight`` observations of its surface: the
 window stays registered to the map it built without locking the voxels in place.
-Freezing keeps every batch's shape, so the jitted solver compiles once.
+Freezing keeps every batch's shape, so the jitted solver compiles once (twice
+with ``cfg.prefix_fraction``: the same solve on the packed used part of the
+capacities, compiled after the warm-up, ``prefix_warm_up``, and run whenever the
+used slots fit in it).
 
 Planar mode (2D lasers, ground robots): each odometry pose is split into its
 planar part (x, y, yaw) and a levelling ``L`` (z, roll, pitch); the window
@@ -32,8 +35,10 @@ exactly the odometry's.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import Counter
+from typing import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +50,7 @@ from dsg_jit_ros.mapping.odometry_scale import OdometryScale
 from dsg_jit_ros.mapping.planar import PLANAR_FIXED
 from dsg_jit_ros.mapping.registration import RegistrationResult, register
 from dsg_jit_ros.mapping.window_config import WindowConfig
+from dsg_jit_ros.optimization import prefix
 from dsg_jit_ros.optimization.compile_count import compile_count
 from dsg_jit_ros.optimization.covariance import pose_covariance
 from dsg_jit_ros.optimization.solvers import solve
@@ -111,6 +117,10 @@ class SlidingWindow:
         self._lm = dataclasses.replace(cfg.lm, max_iters=max(cfg.lm.max_iters, REBASE_ITERATIONS),
                                        keep_linearization=False, keep_factor=cfg.lm.linear_solver == "schur")
         self._factor = None  # Cholesky factor of the last solve's reduced pose system
+        # set once the solve on the graph's prefix is compiled (``prefix_warm_up``; None: never)
+        self.prefix_ready: threading.Event | None = None
+        self._plan: prefix.PrefixPlan | None = None  # the cut, once ready (capacities are fixed)
+        self.solves = self.prefix_solves = 0  # solves, and those that ran on the prefix
         n = cfg.size
         self.wm = WorldModel(
             var_capacity={"pose_se3": n + 1, "voxel_cell3d": cfg.max_voxels},
@@ -437,21 +447,47 @@ class SlidingWindow:
         self._placed = False
         return keys
 
-    def exercise_full_capacity(self) -> None:
-        """Solve the current graph once more with the full-capacity program, the result
-        dropped (a warm-up step): with ``LMConfig.prefix_fraction`` the solve holds two
-        programs, and XLA:CPU materialises a program's kernels on their first execution
-        (~20 ms), which would otherwise land on the first keyframe that outgrows the prefix."""
-        if self._lm.prefix_fraction:
-            solve(self.wm.host_graph, self.wm.state_vector(), cfg=self._lm, max_iters=1,
-                  full_capacity=True).x.block_until_ready()
+    def prefix_warm_up(self) -> Callable[[], float] | None:
+        """The compile of the solve on the graph's prefix (``cfg.prefix_fraction``) as a
+        job to run later, in any thread: it solves a copy of the current graph (any graph
+        of the window's capacities has the same shapes) once on the prefix and returns
+        the seconds it took; None without a cut.  Until ``prefix_ready`` is set the
+        window solves on its whole capacity."""
+        graph = self.wm.host_graph
+        plan = prefix.prefix_plan(graph, self.cfg.prefix_fraction)
+        if plan is None:
+            return None
+        x0, lm = self.wm.values.flat(self.wm.layout).copy(), self._lm
+
+        def job() -> float:
+            start = time.perf_counter()
+            prefix.solve_prefix(graph, x0, plan, cfg=lm, max_iters=1)  # x is on the host: the run is complete
+            return time.perf_counter() - start
+
+        return job
+
+    def _prefix_plan(self, graph) -> prefix.PrefixPlan | None:
+        """The cut to solve ``graph`` on: None until the small program is ready (or
+        without one) and when a used slot lies past it."""
+        if self.prefix_ready is None or not self.prefix_ready.is_set():
+            return None
+        if self._plan is None:
+            self._plan = prefix.prefix_plan(graph, self.cfg.prefix_fraction)
+        return self._plan if self._plan is not None and prefix.prefix_fits(graph, self._plan) else None
 
     def _solve(self, max_iters: int, reg: RegistrationResult | None, capped: bool = True) -> SolveStats:
-        x0 = self.wm.state_vector()
         start = time.perf_counter()
+        graph, x0 = self.wm.host_graph, self.wm.values.flat(self.wm.layout)
+        plan = self._prefix_plan(graph)
         # the iteration cap is data: both solves of a keyframe share one executable
-        result = solve(self.wm.host_graph, x0, cfg=self._lm, max_iters=min(max_iters, self.cfg.lm.max_iters) if capped else max_iters)
-        result.x.block_until_ready()
+        cap = min(max_iters, self.cfg.lm.max_iters) if capped else max_iters
+        if plan is not None:
+            result = prefix.solve_prefix(graph, x0, plan, cfg=self._lm, max_iters=cap)
+        else:
+            result = solve(graph, x0, cfg=self._lm, max_iters=cap)
+            result.x.block_until_ready()
+        self.solves += 1
+        self.prefix_solves += plan is not None
         elapsed = (time.perf_counter() - start) * 1000.0
         self.wm.update_from_state(result.x)
         self._factor = result.factor

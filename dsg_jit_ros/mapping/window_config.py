@@ -12,6 +12,7 @@ from dsg_jit_ros.geometry.poses import pose_values
 from dsg_jit_ros.mapping.registration import RegistrationConfig
 from dsg_jit_ros.mapping.voxel_map import SurfaceConfig
 from dsg_jit_ros.mapping.voxelize import VoxelConfig
+from dsg_jit_ros.optimization.prefix import check_fraction
 from dsg_jit_ros.optimization.solvers import LMConfig
 
 
@@ -32,6 +33,10 @@ class WindowConfig:
     ``odom_scale_memory`` (m; 0: off): the odometry's distance scale is estimated over
     about this much travel and applied to its increments (``mapping.odometry_scale``),
     within ``1 +- odom_scale_limit``.
+    ``prefix_fraction`` (0: off): the solve also runs on the graph cut to this share
+    of its voxel and observation capacities whenever every voxel and observation in
+    use fits in it (``optimization.prefix``); that second, smaller program is compiled
+    after the first (``mapping.warm_up``).
     """
 
     size: int = 20
@@ -52,8 +57,10 @@ class WindowConfig:
     reassociations: int = 0
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     lm: LMConfig = field(default_factory=lambda: LMConfig(linear_solver="schur", max_iters=15, rel_tol=1e-6))
+    prefix_fraction: float = 0.5
 
     def __post_init__(self) -> None:
+        check_fraction(self.prefix_fraction)
         if self.size < 2:
             raise ValueError(f"window size must be >= 2 keyframes, got {self.size}")
         for name in ("odom_sigma_translation", "odom_sigma_rotation", "anchor_sigma", "kernel_scale"):

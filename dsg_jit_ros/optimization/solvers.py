@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dsg_jit_ros.optimization import linear_solvers, prefix
+from dsg_jit_ros.optimization import linear_solvers
 from dsg_jit_ros.optimization.sparse_backend import CHOICES as SPARSE_BACKENDS
 from dsg_jit_ros.optimization.compile_count import counted_jit
 from dsg_jit_ros.optimization.linearize import gradient, linearize
@@ -83,13 +83,6 @@ class LMConfig:
     linearisation point, damped by that iteration's ``lam``), from which
     ``optimization.covariance.pose_covariance`` reads marginal covariances
     without linearising again.
-    ``prefix_fraction`` (0: off): also compile the solve of the graph cut to this
-    fraction of its large point capacities (``optimization.prefix``), and run that
-    one whenever every used slot and row fits in it (decided at run time, one
-    executable): a window sized for its largest map solves its usual one at the
-    cost of the used part.  Same results up to the rounding of sums; the compile
-    takes about twice as long (both programs), so the window leaves it off unless
-    asked (parameter ``solver.prefix_fraction``).
     """
 
     max_iters: int = 100
@@ -108,7 +101,6 @@ class LMConfig:
     sparse_backend: str = "auto"
     keep_linearization: bool = True
     keep_factor: bool = False
-    prefix_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.linear_solver not in linear_solvers.LINEAR_SOLVERS:
@@ -121,8 +113,6 @@ class LMConfig:
             raise ValueError("identity damping is not implemented for the schur solver")
         if self.keep_factor and self.linear_solver != "schur":
             raise ValueError("keep_factor needs the schur solver")
-        if not 0.0 <= self.prefix_fraction < 1.0:
-            raise ValueError(f"prefix_fraction must be in [0, 1), got {self.prefix_fraction}")
         if self.max_iters < 1 or self.lambda_factor <= 1.0 or self.lambda_init <= 0.0:
             raise ValueError("need max_iters >= 1, lambda_factor > 1, lambda_init > 0")
 
@@ -314,43 +304,30 @@ class _TracedConfig:
 
 
 def _levenberg_marquardt_split(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig, runtime: dict) -> LMResult:
-    traced = _TracedConfig(cfg, runtime)
-    plan = prefix.prefix_plan(graph, cfg.prefix_fraction) if cfg.prefix_fraction else None
-    if plan is None:
-        return levenberg_marquardt(graph, x0, traced)
-
-    def small(_):
-        res = levenberg_marquardt(prefix.graph_prefix(graph, plan), prefix.state_prefix(graph.layout, plan, x0), traced)
-        return dataclasses.replace(res, x=prefix.state_restore(graph.layout, plan, res.x, x0))
-
-    use_small = prefix.prefix_fits(graph, plan) & ~runtime["full_capacity"]
-    return jax.lax.cond(use_small, small, lambda _: levenberg_marquardt(graph, x0, traced), None)
+    return levenberg_marquardt(graph, x0, _TracedConfig(cfg, runtime))
 
 
 _solve = counted_jit(_levenberg_marquardt_split, name="levenberg_marquardt", static_argnames=("cfg",))
 
 
-def split_config(cfg: LMConfig, max_iters=None, full_capacity: bool = False) -> tuple[LMConfig, dict]:
+def split_config(cfg: LMConfig, max_iters=None) -> tuple[LMConfig, dict]:
     """(static part, runtime part) of ``cfg``: the static part has ``RUNTIME_FIELDS`` at
     their defaults (it keys the compiled program), the runtime part holds their values
     as numpy scalars (float64; int32 for iteration caps), ``max_iters`` lowered to the
-    call's cap when given, and ``full_capacity`` (bool: do not use the prefix program)."""
+    call's cap when given."""
     cap = cfg.max_iters if max_iters is None else np.minimum(max_iters, cfg.max_iters)
     runtime = {name: np.float64(getattr(cfg, name)) for name in RUNTIME_FIELDS}
     runtime["max_iters"], runtime["pcg_max_iters"] = np.int32(cap), np.int32(cfg.pcg_max_iters)
-    runtime["full_capacity"] = np.bool_(full_capacity)
     return dataclasses.replace(cfg, **_STATIC_DEFAULTS), runtime
 
 
-def solve(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig(), max_iters=None,
-          full_capacity: bool = False) -> LMResult:
+def solve(graph: FactorGraph, x0: jnp.ndarray, cfg: LMConfig = LMConfig(), max_iters=None) -> LMResult:
     """``levenberg_marquardt`` compiled (and counted as ``levenberg_marquardt``): one
     executable per graph structure and static part of ``cfg``.  Iteration caps and
-    tolerances (``RUNTIME_FIELDS``), ``max_iters`` (a lower cap for this call) and
-    ``full_capacity`` (skip ``cfg.prefix_fraction``'s smaller program this once, e.g.
-    to run the full one in a warm-up) are passed as data, so changing them never
-    recompiles."""
-    static, runtime = split_config(cfg, max_iters, full_capacity)
+    tolerances (``RUNTIME_FIELDS``) and ``max_iters`` (a lower cap for this call) are
+    passed as data, so changing them never recompiles (``optimization.prefix`` solves
+    a graph's used part at a smaller compiled capacity)."""
+    static, runtime = split_config(cfg, max_iters)
     return _solve(graph, x0, cfg=static, runtime=runtime)
 
 

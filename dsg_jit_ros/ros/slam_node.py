@@ -57,6 +57,7 @@ from std_srvs.srv import Trigger
 
 from dsg_jit_ros.mapping.export import save_outputs
 from dsg_jit_ros.mapping.pipeline import KeyframeUpdate, Rejection, SlamPipeline
+from dsg_jit_ros.mapping.warm_up import WarmUp
 from dsg_jit_ros.optimization.compile_cache import enable_persistent_cache
 from dsg_jit_ros.optimization import sparse_backend
 from dsg_jit_ros.ros import convert
@@ -163,8 +164,8 @@ class SlamNode(LifecycleNode):
                 self.get_logger().info(f"compile cache: {cache}")
             except OSError as err:  # an unwritable directory costs start-up time, not the node
                 self.get_logger().warning(f"compile cache {self.cfg.compile_cache!r} not used: {err}")
-        if self.cfg.warmup:  # the global graph's solve compiles later, once active (on_activate)
-            self.warmup_s = self.pipeline.warm_up(graph=False)
+        if self.cfg.warmup:  # the prefix solve and the global graph's compile later, once active (on_activate)
+            self.warmup_s = self.pipeline.warm_up(defer=True)
             self.get_logger().info(self.pipeline.warmup_message(self.warmup_s))
         # what exists now (compiled programs, modules) lives as long as the node: keep
         # it out of full garbage collections, which caused the worst latency spikes
@@ -195,19 +196,29 @@ class SlamNode(LifecycleNode):
             f"active: listening on {self.resolve_topic_name('odom')} and {self.resolve_topic_name('points')} "
             f"({'reliable' if self.cfg.reliable_inputs else 'best effort'}); frames {self.cfg.map_frame} -> "
             f"{self.cfg.odom_frame} -> {self.cfg.base_frame}, clouds in {self.cfg.cloud_frame}")
-        if self.pipeline.warm_up_graph():  # needed once a keyframe leaves the window, not before
-            self.get_logger().info("the global graph's solve compiles in the background")
-            threading.Thread(target=self._log_graph_ready, args=(self.pipeline,), name="dsg_jit_graph_log",
+        if self.pipeline.warm_up_background():  # not needed for the first keyframe
+            warm = self.pipeline.warm
+            parts = [(name, done) for name, done in (("the window's solve on its used prefix", warm.prefix_done),
+                                                     ("the global graph's solve", warm.graph_ready)) if done]
+            self.get_logger().info("compiling in the background: " + ", ".join(name for name, _ in parts))
+            threading.Thread(target=self._log_background_ready, args=(warm, parts), name="dsg_jit_warmup_log",
                              daemon=True).start()
         return result
 
-    def _log_graph_ready(self, pipeline: SlamPipeline) -> None:
-        """Log the end of the global graph's background compile, and keep what it built
-        out of full garbage collections as on_configure does for the window's."""
-        pipeline.graph_ready.wait()
-        gc.freeze()
-        if pipeline.graph_warmup_s is not None:
-            self.get_logger().info(f"global graph's solve compiled in {pipeline.graph_warmup_s:.1f} s (background)")
+    def _log_background_ready(self, warm: WarmUp, parts: list[tuple[str, threading.Event]]) -> None:
+        """Log the end of each background compile (``parts``: name, event set at its end),
+        and keep what it built out of full garbage collections as on_configure does for
+        the window's."""
+        for name, done in parts:
+            done.wait()
+            gc.freeze()
+            if done is warm.prefix_done and warm.prefix_error is not None:
+                self.get_logger().error(f"{name} failed to compile ({warm.prefix_error!r}); the window solves on "
+                                        "its whole capacity")
+                continue
+            seconds = warm.prefix_seconds if done is warm.prefix_done else warm.graph_seconds
+            if seconds is not None:
+                self.get_logger().info(f"{name} compiled in {seconds:.1f} s (background)")
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._unsubscribe()
@@ -434,7 +445,7 @@ class SlamNode(LifecycleNode):
                 new = SlamPipeline(cfg, background_loops=True)  # reads and checks the file
                 new.adopt_warm_state(self.pipeline)
                 old, self.pipeline = self.pipeline, new
-                old.close()
+                old.close(wait_warm_up=False)  # its background compile, if running, is the new one's
                 self.published_keyframes = 0
         except (OSError, ValueError) as err:  # MapFileError is a ValueError
             response.success, response.message = False, f"could not load {request.path!r}: {err} (map kept)"
@@ -496,8 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         executor.shutdown(timeout_sec=30.0)  # lets a running solve finish and publish
-        keyframes = node.pipeline.keyframes if node.pipeline is not None else 0
-        node.get_logger().info(f"stopping after {keyframes} keyframes")
+        pipe = node.pipeline
+        keyframes = pipe.keyframes if pipe is not None else 0
+        on_prefix = f" ({pipe.window.prefix_solves} of {pipe.window.solves} solves on the used prefix)" if pipe else ""
+        node.get_logger().info(f"stopping after {keyframes} keyframes{on_prefix}")
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,6 +1,6 @@
-"""Host rows behind a ``WorldModel``: fixed-capacity tables with a free list.
+"""Host rows behind a ``WorldModel``: fixed-capacity tables, rows taken lowest free first.
 
-``SlotPool`` is the row allocator (take / release in O(1), growth by doubling);
+``SlotPool`` is the row allocator (lowest free rows first, growth by doubling);
 ``VariableSlots`` holds one variable type's rows (used, fixed components) and
 ``FactorRows`` one factor batch's rows (variable slots, parameters, whitening,
 kernel, rank, and the factor id and variable ids of each row).  Variable *values*
@@ -30,7 +30,8 @@ _MIN_CAPACITY = 1
 
 
 class SlotPool:
-    """Fixed-capacity rows with a free list: O(1) take and release.
+    """Fixed-capacity rows, taken lowest free first: the rows in use stay packed at the
+    front (a solve may then run on that prefix alone: ``optimization.prefix``).
 
     Subclasses hold the row arrays and pad them in ``_pad``.  Running out of rows
     doubles the capacity (a warning when the capacity was configured, since the
@@ -44,7 +45,6 @@ class SlotPool:
         self.name = name
         self.configured = capacity > 0
         self.used = np.zeros(0, dtype=bool)
-        self._free: list[int] = []
         self.changed = True
         self._grow(capacity)
 
@@ -67,28 +67,27 @@ class SlotPool:
             log.warning("%s %r: capacity %d exhausted, growing to %d (recompiles)", self.label, self.name, old, capacity)
         self._pad(capacity - old)
         self.used = np.concatenate([self.used, np.zeros(capacity - old, dtype=bool)])
-        # the free list pops from its end: keep the lowest free rows there
-        self._free = list(range(capacity - 1, old - 1, -1)) + self._free
         self._touch()
 
     def take(self, n: int) -> np.ndarray:
-        """Mark n free rows used (the last released first, then the lowest never used:
-        a free list, not a packed prefix); returns them."""
-        if len(self._free) < n:
-            self._grow(max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - len(self._free)))
+        """Mark n free rows used, the lowest free ones first (the rows in use stay packed
+        at the front: the window's solve then fits a smaller compiled capacity more
+        often, ``optimization.prefix``); returns them."""
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        rows = np.array(self._free[:-n - 1:-1], dtype=np.int64)
-        del self._free[-n:]
+        free = np.flatnonzero(~self.used)  # one pass over the capacity (a few µs)
+        if len(free) < n:
+            self._grow(max(2 * self.capacity, _MIN_CAPACITY, self.capacity + n - len(free)))
+            free = np.flatnonzero(~self.used)
+        rows = free[:n]
         self.used[rows] = True
         self._touch()
         return rows
 
     def release(self, rows: np.ndarray) -> None:
-        """Return ``rows`` (used) to the free list, in the order given."""
+        """Mark ``rows`` (used) free again."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self.used[rows] = False
-        self._free.extend(rows.tolist())
         if len(rows):
             self._touch()
 
@@ -200,7 +199,7 @@ class FactorRows(SlotPool):
         self.changed = True
 
     def free(self, rows: np.ndarray) -> None:
-        """Forget the factors in ``rows``: ids -1, rows back to the free list."""
+        """Forget the factors in ``rows``: ids -1, rows free again."""
         self.fids[rows] = -1
         self.vids[rows] = -1
         self.release(rows)
