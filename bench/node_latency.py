@@ -202,6 +202,8 @@ def install_profiler() -> Profiler:
         prof.wrap(WM, name, "pack_unpack")
     prof.wrap(WM, "fg", "pack_unpack", prop=True)
     prof.wrap(window_mod, "solve", "solver", block=True)
+    if hasattr(window_mod, "prefix"):  # the solve on the window's used prefix (its host-side cut included)
+        prof.wrap(window_mod.prefix, "solve_prefix", "solver", block=True)
     # names introduced by later versions of the window (no-ops when absent)
     for name in ("_pack", "_graph", "_state"):
         prof.wrap(SW, name, "pack_unpack")
@@ -335,6 +337,7 @@ def run_window(args, w: int, n_keyframes: int, prof: Profiler, compiles: Backend
         "world": run.source,
         "window": w,
         "keyframes": n,
+        "solves_on_prefix": f"{getattr(pipe.window, 'prefix_solves', 0)} of {getattr(pipe.window, 'solves', '?')}",
         "sizing": {"voxel_size": wcfg.voxel.size, "range": [wcfg.voxel.min_range, wcfg.voxel.max_range],
                    "max_voxels": wcfg.max_voxels, "max_observations": wcfg.max_observations,
                    "reassociations": wcfg.reassociations,

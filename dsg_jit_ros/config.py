@@ -116,9 +116,10 @@ PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("window.frozen_weight", 2.0,
                   "Prior tying an active voxel to its frozen points, in observations of its surface (0: none).", 0.0, BIG),
         ParamSpec("window.kernel_scale", 3.0, "Cauchy kernel scale of the whitened voxel observations.", 1e-6, BIG),
-        ParamSpec("solver.prefix_fraction", 0.5, "The window's solve also runs on the graph cut to this share of the "
+        ParamSpec("solver.prefix_fraction", 0.0, "The window's solve also runs on the graph cut to this share of the "
                   "voxel and observation capacities while the voxels and observations in use fit in it (a second, "
-                  "smaller program, compiled in the background once the node is active; 0: off).", 0.0, 0.9,
+                  "smaller program, compiled in the background once the node is active; 0: off; 0.5 for planar "
+                  "lasers, whose windows use a small part of their capacities).", 0.0, 0.9,
                   field="prefix_fraction"),
     ),
     # the window's solver (LMConfig keeps the field names it shares with the other solvers' configs)

@@ -133,7 +133,8 @@ def test_no_plan_for_small_capacities_or_fraction_zero_and_the_fraction_checked(
 
 # a small window: ~270-430 voxels and ~270-1,760 observation rows in use (of 1,200 and 6,000)
 WINDOW = PipelineConfig(
-    window=WindowConfig(size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=1200, max_observations=6000),
+    window=WindowConfig(size=5, voxel=VoxelConfig(1.0, 0.3, 12.0), max_voxels=1200, max_observations=6000,
+                        prefix_fraction=0.5),
     keyframe=KeyframeConfig(min_translation=0.5, min_rotation=0.25),
     inputs=InputConfig(max_pending_clouds=3, max_linear_speed=5.0, max_angular_speed=3.0),
 )

@@ -1,15 +1,15 @@
 """The pieces of a pipeline's warm-up (``SlamPipeline.warm_up``): what it compiles on,
-what it has compiled (``WarmUp``: the compile count baseline, the global graph's
-compile thread), and how it says so.
+what it has compiled (``WarmUp``: the compile count baseline, the background compile
+thread), and how it says so.
 
 A node compiles before it subscribes: the window's solve and the covariance (on a
 synthetic keyframe: capacities fix every shape, so no keyframe compiles later).  Two
 programs are not needed for the first keyframe, so a node compiles them once active,
 one after the other in a thread of its own: the window's solve on the used prefix of
 its capacities (``window.prefix_fraction``: faster, used from when it is ready) and
-the global graph's solve (loop closure, needed once a keyframe leaves the window).  Start-up time on a warm
-compile cache is mostly JAX tracing and lowering, redone in every process, not XLA
-(``bench/startup_profile.py`` shows where it goes).
+the global graph's solve (loop closure, needed once a keyframe leaves the window).
+Start-up time on a warm compile cache is mostly JAX tracing and lowering, redone in
+every process, not XLA (``bench/startup_profile.py`` shows where it goes).
 """
 
 from __future__ import annotations

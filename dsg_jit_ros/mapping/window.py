@@ -38,8 +38,8 @@ import dataclasses
 import threading
 import time
 from collections import Counter
-from typing import Callable
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 

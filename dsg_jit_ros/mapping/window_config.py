@@ -57,7 +57,7 @@ class WindowConfig:
     reassociations: int = 0
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     lm: LMConfig = field(default_factory=lambda: LMConfig(linear_solver="schur", max_iters=15, rel_tol=1e-6))
-    prefix_fraction: float = 0.5
+    prefix_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         check_fraction(self.prefix_fraction)
