@@ -14,8 +14,8 @@ same problem: the same solution, up to the rounding of sums over fewer zero term
 
 Everything here works on the host graph (NumPy): the cut is a few slices before the
 upload, not a branch inside the compiled program (a branch would compile both
-programs at once; the window compiles the small one in the background instead,
-``mapping.warm_up``).
+programs at once; the window compiles the small one after the first, a node in the
+background once active, ``mapping.warm_up``).
 """
 
 from __future__ import annotations
