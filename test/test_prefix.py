@@ -185,3 +185,14 @@ def test_a_deferred_prefix_compiles_in_the_background_and_is_used_from_then_on(r
     _replay(pipe, odom, clouds, start=3)
     assert pipe.window.prefix_solves > 0 and pipe.compilations_after_warmup() == 0
     pipe.close()
+
+
+def test_close_waits_for_the_background_compile():
+    """A node stopped while the background compile runs must not exit under it (a thread
+    stopped inside XLA's compiler at interpreter exit aborts the process): close() joins it."""
+    pipe = SlamPipeline(WINDOW)
+    pipe.warm_up(defer=True)
+    assert pipe.warm_up_background()
+    pipe.close()
+    assert pipe.warm.prefix_done.is_set() and pipe.warm.prefix_error is None
+    assert pipe.graph_ready is None or pipe.graph_ready.is_set()
