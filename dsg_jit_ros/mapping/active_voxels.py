@@ -17,6 +17,7 @@ import numpy as np
 
 from dsg_jit_ros.mapping.association import CellObservations
 from dsg_jit_ros.mapping.voxel_map import observation_weights, surface_sqrt_information
+from dsg_jit_ros.world.sorted_lookup import sorted_positions
 
 
 class ActiveVoxels:
@@ -99,8 +100,7 @@ class ActiveVoxels:
         sqrt = surface_sqrt_information(stats, self.local.voxel_size, self.cfg.surface)  # W, map frame
         live = [(obs, cells) for obs, cells in observations if cells is not None and len(cells)]
         okeys = np.concatenate([c.keys for _, c in live])
-        pos = np.minimum(np.searchsorted(observed, okeys), len(observed) - 1)
-        hit = observed[pos] == okeys
+        pos, hit = sorted_positions(observed, okeys)
         fids = np.concatenate([o for o, _ in live])[hit]
         count = np.concatenate([c.count for _, c in live])[hit]
         weight = np.sqrt(observation_weights(count, self.cfg.surface))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsg_jit_ros.mapping.voxelize import KEY_LIMIT, pack_keys, unpack_keys
+from dsg_jit_ros.world.sorted_lookup import sorted_positions
 
 MAX_TABLE_CELLS = 1 << 21  # dense table entries over the box (int32: 8 MiB at most)
 
@@ -76,5 +77,5 @@ class CellTable:
         flat = np.where(packable[..., None], cells, 0).reshape(-1, 3)
         keys = pack_keys(flat).reshape(cells.shape[:-1])
         sorted_keys = self.keys[self._order]
-        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-        return np.where(packable & (sorted_keys[pos] == keys), self._order[pos], -1)
+        pos, found = sorted_positions(sorted_keys, keys)
+        return np.where(packable & found, self._order[pos], -1)

@@ -22,13 +22,7 @@ from dsg_jit_ros.mapping.association import CellObservations, recell
 from dsg_jit_ros.mapping.registration import SurfaceTarget
 from dsg_jit_ros.mapping.voxel_map import (SurfaceConfig, VoxelMap, VoxelStats, observation_columns, observation_stats,
                                            stats_from_columns, surface_sqrt_information, voxel_centres)
-
-
-def _sorted_hits(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of ``keys`` would sit in ``sorted_keys`` (sorted, unique, not empty;
-    clipped to its last row) and whether it is there."""
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return pos, sorted_keys[pos] == keys
+from dsg_jit_ros.world.sorted_lookup import sorted_positions
 
 
 class _Placed:
@@ -123,7 +117,7 @@ class LocalMap:
         window = VoxelStats.zeros(len(keys))
         u = len(self._window_keys)
         if u and len(keys):
-            pos, hit = _sorted_hits(self._window_keys, keys)
+            pos, hit = sorted_positions(self._window_keys, keys)
             sums = stats_from_columns(self._window_sums[:, pos[hit]])
             window.count[hit], window.first[hit], window.second[hit] = sums.count, sums.first, sums.second
         return self.frozen.stats(keys) + window
@@ -150,7 +144,7 @@ class LocalMap:
         rows = self.frozen.rows_near(position, radius + self.voxel_size)
         frozen_keys = self.frozen.keys[rows]
         # window_keys are sorted (np.unique): one sorted search instead of np.isin's sort of both
-        outside = ~_sorted_hits(window_keys, frozen_keys)[1] if len(window_keys) else np.ones(len(rows), dtype=bool)
+        outside = ~sorted_positions(window_keys, frozen_keys)[1] if len(window_keys) else np.ones(len(rows), dtype=bool)
         rows, frozen_keys = rows[outside], frozen_keys[outside]
         frozen_stats = self.frozen.all_stats()
         keys = np.concatenate([frozen_keys, window_keys])

@@ -29,6 +29,7 @@ import numpy as np
 
 from dsg_jit_ros.geometry.sym3 import eigh3
 from dsg_jit_ros.mapping.voxelize import pack_keys, unpack_keys
+from dsg_jit_ros.world.sorted_lookup import sorted_positions
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,8 @@ class VoxelMap:
         sk, order = self._sorted
         if not len(sk):
             return np.full(keys.shape, -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
-        return np.where(sk[pos] == keys, order[pos], -1)
+        pos, found = sorted_positions(sk, keys)
+        return np.where(found, order[pos], -1)
 
     def add(self, keys: np.ndarray, stats: VoxelStats) -> None:
         """Accumulate statistics (relative to each voxel's centre) of ``keys`` (repeats allowed)."""

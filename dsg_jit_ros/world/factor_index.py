@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsg_jit_ros.world.sorted_lookup import sorted_positions
+
 
 class FactorIndex:
     """Sorted live factor ids with their batch number and row."""
@@ -43,8 +45,8 @@ class FactorIndex:
             if len(ids):
                 raise KeyError(f"unknown factor id {int(ids[0])}")
             return np.zeros(0, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        bad = self._ids[pos] != ids
+        pos, found = sorted_positions(self._ids, ids)
+        bad = ~found
         if bad.any():
             raise KeyError(f"unknown factor id {int(ids[bad][0])}")
         return pos
